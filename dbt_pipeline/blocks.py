@@ -1,0 +1,49 @@
+"""Reading the Prefect blocks the setup created, with errors that say how to create them."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import httpx
+from prefect.blocks.core import Block
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL
+
+from dbt_pipeline.errors import BlockNotFoundError, PrefectApiError
+
+SETUP_COMMAND = "uv run python -m infrastructure.setup_profiles --blocks-only"
+
+BlockT = TypeVar("BlockT", bound=Block)
+
+
+def load_block(block_class: type[BlockT], name: str, *, target: str | None = None) -> BlockT:
+    """Load the block `name`, or explain that the setup must run first (and which setup)."""
+    try:
+        return block_class.load(name)
+    except ValueError as error:
+        if "Unable to find block document" not in str(error):
+            raise
+        setup = SETUP_COMMAND + (f" --target {target}" if target else "")
+        msg = (
+            f"Prefect block {name!r} ({block_class.get_block_type_name()}) not found on this Prefect API. "
+            f"Create it with: {setup}"
+        )
+        raise BlockNotFoundError(msg) from None
+    except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
+        raise PrefectApiError(_unreachable(error)) from None
+
+
+def find_block(block_class: type[BlockT], name: str) -> BlockT | None:
+    """The block `name` if it exists, else None (the setup's view: absent means "to create")."""
+    try:
+        return load_block(block_class, name)
+    except BlockNotFoundError:
+        return None
+
+
+def _unreachable(error: Exception) -> str:
+    api = PREFECT_API_URL.value() or "the ephemeral Prefect server"
+    return (
+        f"Cannot reach the Prefect API at {api}: {error}. Start it (`prefect server start`), "
+        "or fix PREFECT_API_URL / your Prefect profile (`prefect config view`)."
+    )

@@ -1,0 +1,141 @@
+"""Run one dbt command in this process and describe its outcome with our own small types.
+
+dbt runs through its programmatic entry point, `dbtRunner`, not a subprocess: no second Python
+start-up and no second parse per step, and dbt's events reach us as they happen (callbacks).
+Callers get frozen dataclasses rather than dbt's objects, whose shape changes between versions.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbt.cli.main import dbtRunner
+from dbt_common.events.base_types import EventMsg
+
+# Node statuses that make a command fail; "skipped" nodes are the consequence of one of these.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+
+# Failures worth another attempt: the warehouse or the network was unavailable, not the SQL wrong.
+# DuckDB reports a held write lock as "Could not set lock on file"; BigQuery quota and server errors
+# carry their HTTP status; connection problems name the connection.
+TRANSIENT_ERROR_PATTERNS = re.compile(
+    r"could not set lock|conflicting lock|database is locked|lock timeout"
+    r"|connection (?:reset|refused|aborted|timed out|closed)|broken pipe|timed? ?out|deadline exceeded"
+    r"|\b(?:429|500|502|503|504)\b|rate ?limit|quota exceeded|too many requests"
+    r"|service unavailable|backend error|internal error encountered|temporarily unavailable",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """What dbt reported for one node (model, seed, snapshot or test) of a command."""
+
+    unique_id: str
+    resource_type: str
+    status: str
+    message: str | None
+    execution_time: float
+    failures: int | None = None
+    adapter_response: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Whether this node made the command fail."""
+        return self.status in FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class DbtCommandResult:
+    """The outcome of one dbt command.
+
+    Attributes:
+        command: The command line, as a user would type it to reproduce the step.
+        success: dbt's own verdict.
+        nodes: One entry per node dbt reported on, in dbt's order.
+        error: Why dbt could not run at all (bad profile, compile error...), if that happened.
+        log_path: Where dbt wrote its debug log.
+    """
+
+    command: str
+    success: bool
+    nodes: tuple[NodeResult, ...]
+    error: str | None
+    log_path: Path
+
+    @property
+    def failed_nodes(self) -> tuple[NodeResult, ...]:
+        """The nodes that errored or whose test failed."""
+        return tuple(node for node in self.nodes if node.failed)
+
+    @property
+    def is_transient_failure(self) -> bool:
+        """Whether every reason for failure looks like the warehouse being unavailable.
+
+        SQL errors, compilation errors and failing tests fail the same way each time, so retrying
+        them only wastes warehouse time; a held lock or a 503 may be gone a few seconds later.
+        """
+        if self.success:
+            return False
+        reasons = [node.message or "" for node in self.failed_nodes] + ([self.error] if self.error else [])
+        return bool(reasons) and all(TRANSIENT_ERROR_PATTERNS.search(reason) for reason in reasons)
+
+    def describe_failure(self) -> str:
+        """A message naming the command, each failed node with its error, and where the log is."""
+        lines = [f"`{self.command}` failed."]
+        if self.error:
+            lines.append(f"dbt could not run: {self.error}")
+        failed = self.failed_nodes
+        if failed:
+            lines.append(f"{len(failed)} of {len(self.nodes)} nodes failed:")
+            lines.extend(f"  - {node.unique_id} ({node.status}): {_first_lines(node.message)}" for node in failed)
+        lines.append(f"dbt's full log: {self.log_path}")
+        return "\n".join(lines)
+
+
+EventCallback = Callable[[EventMsg], None]
+
+
+def invoke_dbt(args: Sequence[str], *, project_dir: Path, callbacks: Sequence[EventCallback] = ()) -> DbtCommandResult:
+    """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`."""
+    outcome = dbtRunner(callbacks=list(callbacks)).invoke(list(args))
+    error = None
+    if outcome.exception is not None:
+        error = f"{type(outcome.exception).__name__}: {outcome.exception}"
+    return DbtCommandResult(
+        command=shlex.join(["dbt", *args]),
+        success=outcome.success,
+        nodes=_node_results(outcome.result),
+        error=error,
+        log_path=project_dir / "logs" / "dbt.log",
+    )
+
+
+def _node_results(result: object) -> tuple[NodeResult, ...]:
+    """Node results of the commands that have them (seed, run, test, snapshot, build); else none."""
+    results = getattr(result, "results", None) or ()
+    return tuple(
+        NodeResult(
+            unique_id=item.node.unique_id,
+            resource_type=str(item.node.resource_type),
+            status=str(item.status),
+            message=item.message,
+            execution_time=float(item.execution_time or 0.0),
+            failures=item.failures,
+            adapter_response=dict(item.adapter_response or {}),
+        )
+        for item in results
+        if getattr(item, "node", None) is not None
+    )
+
+
+def _first_lines(message: str | None, limit: int = 3) -> str:
+    if not message:
+        return "(no message)"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return " | ".join(lines[:limit])

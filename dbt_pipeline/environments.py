@@ -1,0 +1,266 @@
+"""The environments file: the single source of truth for where and how dbt runs.
+
+`infrastructure/environments.yaml` is read by the setup (blocks and profiles.yml), by the flow
+(known targets, dbt project per target) and by Terraform (datasets, locations, labels), so an
+environment is declared once. Adding one is a stanza of YAML, never code.
+
+Relative paths in the file are resolved against the file's own directory, so the file means the
+same thing whatever directory a command is started from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from dbt_pipeline.errors import ConfigError, UnknownTargetError
+
+ENVIRONMENTS_FILE_VARIABLE = "PIPELINE_ENVIRONMENTS_FILE"
+DEFAULT_ENVIRONMENTS_FILE = Path(__file__).resolve().parents[1] / "infrastructure" / "environments.yaml"
+
+# Prefect block names allow lowercase letters, digits and dashes; an environment name becomes part
+# of block names (dbt-cli-profile-{env}), of file names and of a command line, so nothing else.
+ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
+EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_NAME_PATTERN)]
+
+# https://cloud.google.com/bigquery/docs/datasets#dataset-naming
+DatasetName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,1024}$")]
+# https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin
+GcpProjectId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+
+
+class _Settings(BaseModel):
+    """Strict and immutable: an unknown key is an error (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Anchor a relative path at the environments file's directory (passed as context)."""
+    if value is None or value.is_absolute():
+        return value
+    base_dir = (info.context or {}).get("base_dir", Path.cwd())
+    return (Path(base_dir) / value).resolve()
+
+
+class _Environment(_Settings):
+    """What every environment has, whatever its warehouse."""
+
+    name: EnvironmentName = Field(description="The target name, taken from the environment's key.")
+    threads: PositiveInt = Field(default=1, description="dbt threads: how many nodes run at once.")
+    dbt_project_dir: Path = Field(description="The dbt project this environment runs.")
+    notification_block: str | None = Field(
+        default=None, description="Name of the Prefect notification block alerted on failure."
+    )
+
+    _resolve_project_dir = field_validator("dbt_project_dir")(_resolve_path)
+
+    @property
+    def profile_block_name(self) -> str:
+        """The `DbtCliProfile` block the flow loads for this target."""
+        return f"dbt-cli-profile-{self.name}"
+
+
+class DuckDBEnvironment(_Environment):
+    """A local DuckDB file: the embedded default, no account and no network needed."""
+
+    adapter: Literal["duckdb"]
+    path: Path = Field(description="The DuckDB database file (created on first run).")
+    schema_: str = Field(default="main", alias="schema", min_length=1)
+
+    _resolve_database_path = field_validator("path")(_resolve_path)
+
+
+class BigQueryEnvironment(_Environment):
+    """A BigQuery dataset: production."""
+
+    adapter: Literal["bigquery"]
+    project: GcpProjectId | None = Field(
+        default=None, description="GCP project; falls back to gcp.project, then GOOGLE_CLOUD_PROJECT."
+    )
+    dataset: DatasetName
+    location: str = Field(default="US", min_length=2)
+    job_execution_timeout_seconds: PositiveInt = 300
+    job_retries: Annotated[int, Field(ge=0)] = 1
+    maximum_bytes_billed: PositiveInt | None = Field(
+        default=None, description="Queries that would bill more bytes fail instead of running."
+    )
+    priority: Literal["interactive", "batch"] = "interactive"
+    table_expiration_days: PositiveInt | None = Field(
+        default=None, description="Default table expiration Terraform sets on the dataset."
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+Environment = Annotated[DuckDBEnvironment | BigQueryEnvironment, Field(discriminator="adapter")]
+
+
+class GcpSettings(_Settings):
+    """Google Cloud settings shared by the BigQuery environments."""
+
+    project: GcpProjectId | None = None
+    credentials_block: EnvironmentName = "gcp-credentials"
+    service_account_key_file: Path | None = Field(
+        default=None, description="Service-account key; GOOGLE_APPLICATION_CREDENTIALS wins over it."
+    )
+
+    _resolve_key_file = field_validator("service_account_key_file")(_resolve_path)
+
+
+class Defaults(_Settings):
+    """Values an environment inherits unless it sets its own."""
+
+    dbt_project_dir: Path = Path("../dbt")
+
+
+class Environments(_Settings):
+    """The whole environments file, validated."""
+
+    source: Path = Field(description="The file these environments were read from.")
+    defaults: Defaults = Field(default_factory=Defaults)
+    gcp: GcpSettings = Field(default_factory=GcpSettings)
+    environments: dict[EnvironmentName, Environment] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_defaults(cls, data: Any) -> Any:
+        """Give each environment its name (from its key) and the defaults it does not override."""
+        if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
+            return data
+        defaults = data.get("defaults") or {}
+        project_dir = defaults.get("dbt_project_dir", Defaults().dbt_project_dir) if isinstance(defaults, dict) else None
+        environments = {}
+        for name, settings in data["environments"].items():
+            if isinstance(settings, dict):
+                settings = {"name": name, "dbt_project_dir": project_dir, **settings}
+            environments[name] = settings
+        return {**data, "environments": environments}
+
+    @property
+    def names(self) -> list[str]:
+        """The declared targets, in file order."""
+        return list(self.environments)
+
+    def get(self, name: str) -> DuckDBEnvironment | BigQueryEnvironment:
+        """Return the environment called `name`, or say which ones exist."""
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(self.names)
+            hint = _did_you_mean(name, self.names)
+            msg = f"Unknown target {name!r}{hint}. Known targets in {self.source}: {known}."
+            raise UnknownTargetError(msg) from None
+
+    def __iter__(self) -> Iterator[DuckDBEnvironment | BigQueryEnvironment]:  # type: ignore[override]
+        return iter(self.environments.values())
+
+
+def environments_file_path() -> Path:
+    """The environments file in use: $PIPELINE_ENVIRONMENTS_FILE, else the repository's own."""
+    return Path(os.environ.get(ENVIRONMENTS_FILE_VARIABLE) or DEFAULT_ENVIRONMENTS_FILE)
+
+
+def load_environments(path: Path | None = None) -> Environments:
+    """Read and validate the environments file; any problem is a `ConfigError` naming key and fix."""
+    path = (path or environments_file_path()).resolve()
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        msg = f"{path}: expected a mapping with an 'environments' key, got {type(data).__name__}."
+        raise ConfigError(msg + " See infrastructure/environments.yaml in the repository for an example.")
+    try:
+        return Environments.model_validate({**data, "source": path}, context={"base_dir": path.parent})
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path, data)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses duplicate keys, which PyYAML would silently overwrite."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is declared twice; remove or rename one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        msg = (
+            f"Environments file not found: {path}. Create it (copy infrastructure/environments.yaml "
+            f"from the repository) or point ${ENVIRONMENTS_FILE_VARIABLE} at yours."
+        )
+        raise ConfigError(msg)
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        msg = f"{path} is empty: declare at least one environment under 'environments:'."
+        raise ConfigError(msg)
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        msg = f"{path} is not valid YAML: {error}"
+        raise ConfigError(msg) from None
+
+
+def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> str:
+    """Turn pydantic's report into one line per problem: file, dotted key, what is wrong, the fix."""
+    lines = [f"{path} is invalid:"]
+    for problem in error.errors():
+        location = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery")]
+        key = ".".join(location) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            allowed = _allowed_keys(location, data)
+            hint = _did_you_mean(location[-1], allowed)
+            lines.append(f"  - {key}: unknown key{hint}. Allowed here: {', '.join(sorted(allowed))}.")
+        elif problem["type"] == "union_tag_invalid":
+            lines.append(f"  - {key}.adapter: unknown adapter {problem['input'].get('adapter')!r}; use duckdb or bigquery.")
+        elif problem["type"] == "union_tag_not_found":
+            lines.append(f"  - {key}: missing 'adapter'; use duckdb or bigquery.")
+        else:
+            lines.append(f"  - {key}: {problem['msg']} (got {problem['input']!r}).")
+    return "\n".join(lines)
+
+
+def _allowed_keys(location: list[str], data: Mapping[str, Any]) -> list[str]:
+    """The keys the model accepts where an unknown key was found."""
+    parent = location[:-1]
+    if not parent:
+        return [name for name in Environments.model_fields if name != "source"]
+    if parent[0] in ("defaults", "gcp") and len(parent) == 1:
+        model: type[BaseModel] = Defaults if parent[0] == "defaults" else GcpSettings
+        return list(model.model_fields)
+    if parent[0] == "environments" and len(parent) == 2:
+        adapter = (data.get("environments") or {}).get(parent[1], {}).get("adapter")
+        model = BigQueryEnvironment if adapter == "bigquery" else DuckDBEnvironment
+        return [field.alias or name for name, field in model.model_fields.items() if name != "name"]
+    return []
+
+
+def _did_you_mean(word: str, candidates: list[str]) -> str:
+    matches = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def is_valid_environment_name(name: str) -> bool:
+    """Whether `name` can name an environment (and so a block and a file)."""
+    return re.fullmatch(ENVIRONMENT_NAME_PATTERN, name) is not None

@@ -1,0 +1,47 @@
+"""The errors a user of the pipeline can meet, each with a message that says what to do next.
+
+Everything the pipeline raises on purpose derives from `PipelineError`, so the command-line entry
+points can print the message and exit non-zero without a traceback: a user's mistake is not a bug.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class of every error the pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError):
+    """The environments file, a flag or a parameter is invalid."""
+
+
+class UnknownTargetError(ConfigError):
+    """A target is not declared in the environments file."""
+
+
+class DbtProjectError(ConfigError):
+    """The dbt project directory is missing or is not a dbt project."""
+
+
+class CredentialsError(ConfigError):
+    """A credentials file is missing, unreadable or of the wrong shape."""
+
+
+class BlockNotFoundError(PipelineError):
+    """A Prefect block the pipeline needs has not been created by the setup."""
+
+
+class BlockTypeError(PipelineError):
+    """A Prefect block exists under the expected name but is of another type."""
+
+
+class PrefectApiError(PipelineError):
+    """The Prefect API cannot be reached."""
+
+
+class DbtRunError(PipelineError):
+    """A dbt command failed: a node errored, a test failed or dbt itself could not run."""
+
+
+class TransientDbtRunError(DbtRunError):
+    """A dbt command failed because the warehouse was unavailable: worth another attempt."""

@@ -1,0 +1,1 @@
+"""Setup: turn infrastructure/environments.yaml into Prefect blocks and a local dbt profiles.yml."""

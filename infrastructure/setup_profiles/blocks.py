@@ -1,0 +1,153 @@
+"""The Prefect blocks each environment needs, and applying them idempotently.
+
+Per environment: `dbt-cli-profile-{env}` (prefect-dbt `DbtCliProfile`). BigQuery environments also
+get `bigquery-target-configs-{env}` (`BigQueryTargetConfigs`) and share the `gcp-credentials` block
+(prefect-gcp `GcpCredentials`); the profile references them, so rotating a key is one block.
+
+Everything is planned (and validated) before anything is saved, so bad input leaves nothing half
+done; a block whose content is already what the plan wants is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from prefect.blocks.core import Block
+from prefect_gcp import GcpCredentials
+
+from dbt_pipeline.blocks import find_block
+from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment, Environments, GcpSettings
+from dbt_pipeline.profiles import AnyTargetConfigs, BigQueryTargetConfigs, DbtCliProfile, target_configs_for
+from infrastructure.setup_profiles.credentials import ADC_WARNING, gcp_credentials, service_account_key_path
+
+GCP_PROJECT_VARIABLE = "GOOGLE_CLOUD_PROJECT"
+
+
+class Action(StrEnum):
+    """What applying the plan does to one block."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class BlockChange:
+    """One block of the plan: its name, what to do, and the block to save (none when skipped)."""
+
+    name: str
+    action: Action
+    block: Block | None = None
+    reason: str = ""
+
+
+class BlockPlan:
+    """Collects the blocks to save, comparing each with what the Prefect API already holds."""
+
+    def __init__(self) -> None:
+        self.changes: list[BlockChange] = []
+        self.notes: list[str] = []
+
+    def want(self, name: str, desired: Block) -> Block:
+        """Plan `desired` under `name`; return the instance other blocks should reference.
+
+        An unchanged block is referenced as it is stored, so that a parent block built on it
+        compares equal to the stored parent and is left untouched too.
+        """
+        existing = find_block(type(desired), name)
+        if existing is not None and _content(existing) == _content(desired):
+            self.changes.append(BlockChange(name, Action.UNCHANGED, existing))
+            return existing
+        action = Action.CREATE if existing is None else Action.UPDATE
+        self.changes.append(BlockChange(name, action, desired))
+        return desired
+
+    def skip(self, names: Iterable[str], reason: str) -> None:
+        """Record blocks that cannot be created now, and why (each block once)."""
+        planned = {change.name for change in self.changes}
+        self.changes.extend(BlockChange(name, Action.SKIP, reason=reason) for name in names if name not in planned)
+
+    def apply(self) -> None:
+        """Save what changed, dependencies first (the order they were planned in)."""
+        for change in self.changes:
+            if change.action in (Action.CREATE, Action.UPDATE) and change.block is not None:
+                change.block.save(change.name, overwrite=True)
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """An environment with what its blocks and profile need: its dbt project and target configs.
+
+    `configs` is None, with `skip_reason` saying why, when the environment cannot be set up here.
+    """
+
+    environment: DuckDBEnvironment | BigQueryEnvironment
+    project: DbtProject
+    configs: AnyTargetConfigs | None
+    skip_reason: str = ""
+
+
+def resolve_targets(environments: Environments, targets: list[str]) -> list[ResolvedTarget]:
+    """Validate `targets` and build their target configs; raises before anything is written."""
+    resolved = []
+    credentials: GcpCredentials | None = None
+    for name in targets:
+        environment = environments.get(name)
+        project = DbtProject.load(environment.dbt_project_dir)
+        if isinstance(environment, DuckDBEnvironment):
+            resolved.append(ResolvedTarget(environment, project, target_configs_for(environment)))
+            continue
+        gcp_project = environment.project or environments.gcp.project or os.environ.get(GCP_PROJECT_VARIABLE)
+        if not gcp_project:
+            resolved.append(ResolvedTarget(environment, project, None, _no_gcp_project_reason(environment)))
+            continue
+        credentials = credentials or gcp_credentials(environments.gcp, gcp_project)
+        configs = target_configs_for(environment, project=gcp_project, credentials=credentials)
+        resolved.append(ResolvedTarget(environment, project, configs))
+    return resolved
+
+
+def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
+    """The blocks of the resolved targets, compared with those the Prefect API holds."""
+    plan = BlockPlan()
+    credentials_ref: Block | None = None
+    for target in resolved:
+        environment, configs = target.environment, target.configs
+        if isinstance(environment, BigQueryEnvironment):
+            names = [gcp.credentials_block, f"bigquery-target-configs-{environment.name}", environment.profile_block_name]
+            if not isinstance(configs, BigQueryTargetConfigs):
+                plan.skip(names, target.skip_reason)
+                continue
+            if credentials_ref is None:
+                if service_account_key_path(gcp) is None:
+                    plan.notes.append(ADC_WARNING)
+                credentials_ref = plan.want(names[0], configs.credentials)
+            # Reference the stored credentials block rather than embedding a copy of the key.
+            configs = plan.want(names[1], configs.model_copy(update={"credentials": credentials_ref}))  # type: ignore[assignment]
+        profile = DbtCliProfile(name=target.project.profile, target=environment.name, target_configs=configs)
+        plan.want(environment.profile_block_name, profile)
+    return plan
+
+
+def _no_gcp_project_reason(environment: BigQueryEnvironment) -> str:
+    return (
+        f"no GCP project for the bigquery environment {environment.name!r}: set gcp.project "
+        f"(or environments.{environment.name}.project) in the environments file, or ${GCP_PROJECT_VARIABLE}"
+    )
+
+
+def _content(block: Block) -> Any:
+    """A block's data including secrets, without Prefect's bookkeeping (document ids, names)."""
+    return _without_private_keys(block.model_dump(mode="json", context={"include_secrets": True}))
+
+
+def _without_private_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_private_keys(item) for key, item in value.items() if not key.startswith("_")}
+    return value

@@ -1,0 +1,85 @@
+"""`python -m infrastructure.setup_profiles`: create the Prefect blocks and the local profiles.yml.
+
+Run it once, and again whenever infrastructure/environments.yaml changes: it only changes what
+differs, says what it did, and with --dry-run says what it would do without doing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from prefect.settings import PREFECT_API_URL
+
+from dbt_pipeline.environments import load_environments
+from dbt_pipeline.errors import PipelineError
+from infrastructure.setup_profiles.blocks import Action, BlockPlan, plan_blocks, resolve_targets
+from infrastructure.setup_profiles.credentials import service_account_key_path
+from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
+
+_DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.UNCHANGED: "unchanged", Action.SKIP: "skipped"}
+_WOULD = {Action.CREATE: "would create", Action.UPDATE: "would update", Action.UNCHANGED: "unchanged", Action.SKIP: "would skip"}
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m infrastructure.setup_profiles",
+        description="Create or update the Prefect blocks and the local dbt profiles.yml from the environments file.",
+    )
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--blocks-only", action="store_true", help="only the Prefect blocks")
+    only.add_argument("--profiles-only", action="store_true", help="only the local profiles.yml")
+    parser.add_argument("--target", action="append", metavar="NAME", help="only this environment (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    parser.add_argument("--environments-file", type=Path, help="default: $PIPELINE_ENVIRONMENTS_FILE or infrastructure/environments.yaml")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Plan everything, then apply it (unless --dry-run); exit 1 with a clear message on bad input."""
+    args = _parse_args(argv)
+    try:
+        environments = load_environments(args.environments_file)
+        targets = args.target or environments.names
+        resolved = resolve_targets(environments, targets)
+        blocks = None if args.profiles_only else plan_blocks(resolved, environments.gcp)
+        keyfile = service_account_key_path(environments.gcp)
+        profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=keyfile)
+        if not args.dry_run:
+            if blocks is not None:
+                blocks.apply()
+            for change in profiles:
+                change.apply()
+    except PipelineError as error:
+        print(f"setup_profiles: {error}", file=sys.stderr)
+        return 1
+    _report(environments.source, blocks, profiles, dry_run=args.dry_run)
+    return 0
+
+
+def _report(source: Path, blocks: BlockPlan | None, profiles: list[ProfilesFileChange], *, dry_run: bool) -> None:
+    words = _WOULD if dry_run else _DONE
+    print(f"Environments: {source}")
+    actions = []
+    if blocks is not None:
+        print(f"Prefect blocks ({PREFECT_API_URL.value() or 'ephemeral Prefect API'}):")
+        for change in blocks.changes:
+            reason = f": {change.reason}" if change.reason else ""
+            print(f"  {words[change.action]:<13} {change.name}{reason}")
+            actions.append(change.action)
+        for note in blocks.notes:
+            print(f"  note: {note}")
+    for change in profiles:
+        print(f"dbt profiles ({change.path}):")
+        print(f"  {words[change.action]:<13} targets: {', '.join(change.targets) or 'none'}")
+        for target, reason in change.skipped.items():
+            print(f"  {words[Action.SKIP]:<13} {target}: {reason}")
+        actions.append(change.action)
+    changed = sum(action in (Action.CREATE, Action.UPDATE) for action in actions)
+    if not changed:
+        print("Nothing to change: everything is already up to date.")
+    elif dry_run:
+        print(f"Dry run: {changed} change(s) planned, nothing written.")
+    else:
+        print(f"Done: {changed} change(s) applied.")

@@ -1,0 +1,104 @@
+"""The dbt steps of the pipeline as Prefect tasks.
+
+Each step is one in-process dbt command. Its log lines go to the task's Prefect logger, so the
+Prefect UI shows what dbt printed; its failure raises an error that names every failed node.
+Only failures that look transient (a held lock, a timeout, HTTP 429/5xx) go on to the task's
+retries: a SQL error or a failing test fails the same way every time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dbt_common.events.base_types import EventMsg
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
+from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.errors import DbtRunError, TransientDbtRunError
+
+# dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
+_LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class DbtInvocation:
+    """What every dbt command of one flow run shares: project, rendered profile and target."""
+
+    project: DbtProject
+    profiles_dir: Path
+    target: str
+
+    def args(self, command: Sequence[str]) -> list[str]:
+        """The full argument list for `dbt <command>` in this run."""
+        return [
+            *command,
+            "--project-dir", str(self.project.path),
+            "--profiles-dir", str(self.profiles_dir),
+            "--profile", self.project.profile,
+            "--target", self.target,
+            # One folder of artifacts per target: dev and prod runs never overwrite each other.
+            "--target-path", f"target/{self.target}",
+            # dbt's lines reach the console through Prefect's logger; dbt's own stdout would double them.
+            "--log-level", "none",
+            "--no-use-colors",
+            # No network calls a run does not need: offline they only add a timeout.
+            "--no-send-anonymous-usage-stats",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DbtStep:
+    """One dbt command of the pipeline, e.g. `seed` or `docs generate`."""
+
+    name: str
+    command: tuple[str, ...]
+
+
+def plan_steps(project: DbtProject, *, select: str | None = None, full_refresh: bool = False) -> list[DbtStep]:
+    """The seed's steps, in order: deps (if the project has packages), seed, snapshot, run, test, docs."""
+    selection = ("--select", select) if select else ()
+    refresh = ("--full-refresh",) if full_refresh else ()
+    steps = [DbtStep("deps", ("deps",))] if project.has_packages else []
+    steps += [
+        DbtStep("seed", ("seed", *selection, *refresh)),
+        DbtStep("snapshot", ("snapshot", *selection)),
+        DbtStep("run", ("run", *selection, *refresh)),
+        DbtStep("test", ("test", *selection)),
+        DbtStep("docs-generate", ("docs", "generate")),
+    ]
+    return steps
+
+
+def retry_only_transient_failures(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Let the task's retry policy act only on failures that another attempt could fix."""
+    return isinstance(state.result(raise_on_failure=False), TransientDbtRunError)
+
+
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_only_transient_failures)
+def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
+    """Run one dbt step; raise if it failed, naming the failed nodes and their errors."""
+    logger = get_run_logger()
+    result = invoke_dbt(invocation.args(step.command), project_dir=invocation.project.path, callbacks=[_forward_to(logger)])
+    if result.success:
+        return result
+    error = TransientDbtRunError if result.is_transient_failure else DbtRunError
+    raise error(result.describe_failure())
+
+
+def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) -> EventCallback:
+    """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread)."""
+
+    def forward(event: EventMsg) -> None:
+        level = _LOG_LEVELS.get(event.info.level)
+        if level is not None and event.info.msg:
+            logger.log(level, event.info.msg)
+
+    return forward

@@ -1,0 +1,100 @@
+"""The flow `pipeline-dbt-complet`: run a dbt project for one target under Prefect.
+
+    uv run python prefect_flows/pipeline.py [--target dev] [--project-dir PATH] [--select SELECTOR] [--full-refresh]
+
+The flow loads the block `dbt-cli-profile-{target}` created by `python -m infrastructure.setup_profiles`,
+renders it into a private, temporary profiles dir, and runs the dbt steps in order, each a task.
+Configuration lives in blocks and in infrastructure/environments.yaml, never in this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from pydantic import Field
+
+from dbt_pipeline.blocks import load_block
+from dbt_pipeline.dbt_invocation import DbtCommandResult
+from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.environments import load_environments
+from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.profiles import DbtCliProfile, ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
+from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
+
+FLOW_NAME = "pipeline-dbt-complet"
+
+
+@flow(name=FLOW_NAME)
+def dbt_full_pipeline(
+    target: str = "dev",
+    project_dir: str | None = None,
+    select: str | None = None,
+    full_refresh: bool = False,
+    retries: Annotated[int, Field(ge=0)] = 2,
+    retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
+) -> list[DbtCommandResult]:
+    """Run the dbt steps (deps, seed, snapshot, run, test, docs generate) for `target`.
+
+    Args:
+        target: The environment to run, as named in the environments file (dev, prod...).
+        project_dir: The dbt project to run; defaults to the environment's `dbt_project_dir`.
+        select: A dbt node selection applied to seed, snapshot, run and test.
+        full_refresh: Rebuild incremental models and seeds from scratch.
+        retries: How many times a step is retried after a transient warehouse failure.
+        retry_delay_seconds: The wait before each retry.
+    """
+    logger = get_run_logger()
+    environment = load_environments().get(target)
+    profile = load_block(DbtCliProfile, environment.profile_block_name, target=target)
+    project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
+    logger.info("Running dbt project %s (%s) on target %r", project.name, project.path, target)
+
+    outputs = profile_outputs(profile.target_configs)
+    ensure_database_dir(outputs)
+    document = profiles_document(project.profile, target, outputs)
+    results = []
+    with private_profiles_dir(document) as profiles_dir:
+        invocation = DbtInvocation(project=project, profiles_dir=profiles_dir, target=target)
+        for step in plan_steps(project, select=select, full_refresh=full_refresh):
+            step_task = run_dbt_step.with_options(
+                name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
+            )
+            results.append(step_task(step, invocation))
+    return results
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="prefect_flows/pipeline.py", description=dbt_full_pipeline.__doc__)
+    parser.add_argument("--target", default="dev", help="environment to run (default: dev)")
+    parser.add_argument("--project-dir", help="dbt project directory (default: the environment's)")
+    parser.add_argument("--select", help="dbt node selection, e.g. 'staging+' or 'tag:daily'")
+    parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models and seeds")
+    parser.add_argument("--retries", type=int, default=2, help="retries after a transient failure (default: 2)")
+    parser.add_argument("--retry-delay", type=float, default=30, help="seconds between retries (default: 30)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the flow from the command line; exit 0 on success, 1 with a clear message otherwise."""
+    args = _parse_args(argv)
+    try:
+        dbt_full_pipeline(
+            target=args.target,
+            project_dir=args.project_dir,
+            select=args.select,
+            full_refresh=args.full_refresh,
+            retries=args.retries,
+            retry_delay_seconds=args.retry_delay,
+        )
+    except PipelineError as error:
+        print(f"\n{FLOW_NAME} failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
