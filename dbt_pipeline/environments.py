@@ -234,6 +234,8 @@ def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> st
             lines.append(f"  - {key}: unknown key{hint}. Allowed here: {', '.join(sorted(allowed))}.")
         elif problem["type"] == "union_tag_invalid":
             lines.append(f"  - {key}.adapter: unknown adapter {problem['input'].get('adapter')!r}; use duckdb or bigquery.")
+        elif problem["type"] == "missing":
+            lines.append(f"  - {key}: required, but missing; add it.")
         elif problem["type"] == "union_tag_not_found":
             lines.append(f"  - {key}: missing 'adapter'; use duckdb or bigquery.")
         else:

@@ -17,12 +17,12 @@ from typing import Annotated
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from dbt_pipeline.blocks import load_block
+from dbt_pipeline.blocks import load_dbt_cli_profile
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
-from dbt_pipeline.profiles import DbtCliProfile, ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
+from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -49,7 +49,7 @@ def dbt_full_pipeline(
     """
     logger = get_run_logger()
     environment = load_environments().get(target)
-    profile = load_block(DbtCliProfile, environment.profile_block_name, target=target)
+    profile = load_dbt_cli_profile(environment.profile_block_name, target=target)
     project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
     logger.info("Running dbt project %s (%s) on target %r", project.name, project.path, target)
 

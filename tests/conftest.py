@@ -1,0 +1,135 @@
+"""Shared fixtures: a real Prefect server, an isolated copy of the example dbt project, and a way
+to run the repository's commands exactly as a user types them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PROJECT = REPO / "dbt"
+PREFECT = Path(sys.executable).with_name("prefect")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"prefect server not healthy after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PREFECT_HOME of the test session's own: no test touches the user's Prefect."""
+    return tmp_path_factory.mktemp("prefect-home")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_home: Path) -> Iterator[str]:
+    """A real `prefect server start` on loopback, stopped at the end of the session."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    environment = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    environment.pop("PREFECT_API_URL", None)
+    log = (prefect_home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_healthy(url, server)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture
+def dbt_project(tmp_path: Path) -> Path:
+    """A private copy of the example dbt project (without build outputs or a local profile)."""
+    destination = tmp_path / "dbt"
+    shutil.copytree(
+        EXAMPLE_PROJECT, destination, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
+    )
+    return destination
+
+
+@dataclass
+class Workspace:
+    """An environments file and the environment variables to run the repository's commands with."""
+
+    environments_file: Path
+    env: dict[str, str]
+    root: Path
+
+    def write_environments(self, document: dict[str, object]) -> None:
+        self.environments_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+    def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run `python <args>` from the repository root, as the README shows."""
+        return subprocess.run(
+            [sys.executable, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def setup(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.run("-m", "infrastructure.setup_profiles", *args)
+        assert result.returncode == 0, result.stderr + result.stdout
+        return result
+
+    def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("prefect_flows/pipeline.py", *args)
+
+
+def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str, object]:
+    """An environments document with one DuckDB environment per name, all on `database`."""
+    return {
+        "defaults": {"dbt_project_dir": str(project)},
+        "environments": {name: {"adapter": "duckdb", "path": str(database), "threads": 1} for name in names},
+    }
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, prefect_api: str, prefect_home: Path, dbt_project: Path) -> Workspace:
+    """A DuckDB `dev` environment on a private copy of the example project, against the test server."""
+    environments_file = tmp_path / "environments.yaml"
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PIPELINE_ENVIRONMENTS_FILE": str(environments_file),
+        "TMPDIR": str(tmp_path / "tmp"),
+    }
+    (tmp_path / "tmp").mkdir()
+    workspace = Workspace(environments_file, env, tmp_path)
+    workspace.write_environments(duckdb_environments(dbt_project, tmp_path / "warehouse" / "dev.duckdb", "dev"))
+    return workspace

@@ -1,0 +1,100 @@
+"""The environments file: the shipped one loads, and every mistake is named with its fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbt_pipeline.environments import (
+    DEFAULT_ENVIRONMENTS_FILE,
+    BigQueryEnvironment,
+    DuckDBEnvironment,
+    load_environments,
+)
+from dbt_pipeline.errors import ConfigError, UnknownTargetError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "environments.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shipped_file_declares_dev_on_duckdb_and_prod_on_bigquery() -> None:
+    """The repository's own file loads: dev is DuckDB with 1 thread, prod BigQuery with 4, as in the seed."""
+    environments = load_environments(DEFAULT_ENVIRONMENTS_FILE)
+    dev, prod = environments.get("dev"), environments.get("prod")
+    assert isinstance(dev, DuckDBEnvironment) and dev.threads == 1
+    assert isinstance(prod, BigQueryEnvironment) and prod.threads == 4
+    assert dev.dbt_project_dir == DEFAULT_ENVIRONMENTS_FILE.parents[1] / "dbt"
+    assert dev.profile_block_name == "dbt-cli-profile-dev"
+
+
+def test_adding_an_environment_is_one_stanza(tmp_path: Path) -> None:
+    """A staging stanza is all it takes: it inherits the default project dir, relative paths resolve."""
+    path = write(
+        tmp_path,
+        """
+defaults: {dbt_project_dir: ./project}
+environments:
+  dev: {adapter: duckdb, path: data/dev.duckdb}
+  staging: {adapter: bigquery, dataset: analytics_staging, project: my-project-123, threads: 2}
+""",
+    )
+    environments = load_environments(path)
+    assert environments.names == ["dev", "staging"]
+    staging = environments.get("staging")
+    assert isinstance(staging, BigQueryEnvironment)
+    assert staging.dbt_project_dir == tmp_path / "project"
+    assert environments.get("dev").path == tmp_path / "data" / "dev.duckdb"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", r"is empty"),
+        ("environments: [", r"not valid YAML"),
+        ("- dev\n- prod\n", r"expected a mapping"),
+        ("environments: {}\n", r"environments: .*at least 1"),
+        ("environments:\n  dev: {adapter: duckdb, path: a.db, thread: 2}\n", r"environments\.dev\.thread: unknown key \(did you mean 'threads'\?\)"),
+        ("environment:\n  dev: {adapter: duckdb, path: a.db}\n", r"environment: unknown key \(did you mean 'environments'\?\)"),
+        ("environments:\n  dev: {adapter: duckdb, path: a.db, threads: 0}\n", r"environments\.dev\.threads: .*greater than 0"),
+        ("environments:\n  dev: {adapter: duckdb, path: a.db, threads: many}\n", r"environments\.dev\.threads: .*integer"),
+        ("environments:\n  dev: {adapter: snowflake}\n", r"environments\.dev\.adapter: unknown adapter 'snowflake'; use duckdb or bigquery"),
+        ("environments:\n  dev: {path: a.db}\n", r"environments\.dev: missing 'adapter'"),
+        ("environments:\n  dev: {adapter: duckdb, path: a.db}\n  dev: {adapter: duckdb, path: b.db}\n", r"'dev' is declared twice"),
+        ("environments:\n  prod: {adapter: bigquery, dataset: 'bad-name!'}\n", r"environments\.prod\.dataset"),
+        ("environments:\n  Prod: {adapter: duckdb, path: a.db}\n", r"environments\.Prod"),
+        ("environments:\n  ../etc: {adapter: duckdb, path: a.db}\n", r"environments\.\.\./etc"),
+        ("environments:\n  'dev;rm': {adapter: duckdb, path: a.db}\n", r"environments\.dev;rm"),
+        ("environments:\n  prod: {adapter: bigquery}\n", r"environments\.prod\.dataset: required, but missing"),
+    ],
+)
+def test_invalid_file_names_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    """Each mistake raises a ConfigError that names the file and the faulty key."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_environments(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
+    """A missing file names the path and the variable that points elsewhere."""
+    with pytest.raises(ConfigError, match=r"not found: .*PIPELINE_ENVIRONMENTS_FILE"):
+        load_environments(tmp_path / "nope.yaml")
+
+
+def test_unknown_target_lists_known_ones() -> None:
+    """Asking for an undeclared target lists the declared ones and suggests the close match."""
+    environments = load_environments(DEFAULT_ENVIRONMENTS_FILE)
+    with pytest.raises(UnknownTargetError, match=r"'prd' \(did you mean 'prod'\?\).*dev, prod"):
+        environments.get("prd")
+
+
+def test_environment_variable_selects_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$PIPELINE_ENVIRONMENTS_FILE points every command at another file."""
+    path = write(tmp_path, yaml.safe_dump({"environments": {"ci": {"adapter": "duckdb", "path": "ci.db"}}}))
+    monkeypatch.setenv("PIPELINE_ENVIRONMENTS_FILE", str(path))
+    assert load_environments().names == ["ci"]

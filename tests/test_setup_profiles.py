@@ -1,0 +1,155 @@
+"""`python -m infrastructure.setup_profiles` against a real Prefect server: blocks, profiles.yml, idempotence."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_gcp import GcpCredentials
+
+from dbt_pipeline.blocks import load_dbt_cli_profile
+from dbt_pipeline.profiles import BigQueryTargetConfigs, DbtCliProfile
+from tests.conftest import Workspace
+
+
+@pytest.fixture
+def api(prefect_api: str) -> Iterator[None]:
+    """Point this process's Prefect client at the test server, to inspect the blocks."""
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        yield
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> tuple[Path, str]:
+    """A service-account key file with a generated RSA key; returns its path and a marker from the key."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    key: dict[str, Any] = {
+        "type": "service_account", "project_id": "acme-data-123", "private_key_id": "k1", "private_key": pem,
+        "client_email": "dbt@acme-data-123.iam.gserviceaccount.com", "client_id": "1", "token_uri": "http://127.0.0.1:9/t",
+    }  # fmt: skip
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps(key))
+    return path, pem.splitlines()[5]
+
+
+def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(workspace: Workspace, dbt_project: Path, api: None) -> None:
+    """Setup creates dbt-cli-profile-dev and dbt/profiles.yml; a second run changes nothing and says so."""
+    first = workspace.setup()
+    assert "created       dbt-cli-profile-dev" in first.stdout or "updated       dbt-cli-profile-dev" in first.stdout
+    assert "created       targets: dev" in first.stdout
+
+    block = DbtCliProfile.load("dbt-cli-profile-dev")
+    assert block.name == "shop_analytics" and block.target == "dev"
+    assert block.target_configs.get_configs()["path"] == str(workspace.root / "warehouse" / "dev.duckdb")
+
+    profiles = dbt_project / "profiles.yml"
+    assert stat.S_IMODE(profiles.stat().st_mode) == 0o600
+    document = yaml.safe_load(profiles.read_text())
+    assert document["shop_analytics"]["outputs"]["dev"]["type"] == "duckdb"
+    before = profiles.stat().st_mtime_ns
+
+    second = workspace.setup()
+    assert "unchanged     dbt-cli-profile-dev" in second.stdout
+    assert "Nothing to change" in second.stdout
+    assert profiles.stat().st_mtime_ns == before
+
+
+def test_dry_run_writes_nothing(workspace: Workspace, dbt_project: Path, api: None) -> None:
+    """--dry-run reports what it would do and creates neither block nor file."""
+    workspace.write_environments(
+        {"defaults": {"dbt_project_dir": str(dbt_project)}, "environments": {"dryrun": {"adapter": "duckdb", "path": "x.db"}}}
+    )
+    result = workspace.setup("--dry-run")
+    assert "would create  dbt-cli-profile-dryrun" in result.stdout
+    assert "Dry run: 2 change(s) planned, nothing written." in result.stdout
+    assert not (dbt_project / "profiles.yml").exists()
+    with pytest.raises(ValueError, match="Unable to find block document"):
+        DbtCliProfile.load("dbt-cli-profile-dryrun")
+
+
+def test_bigquery_environment_without_project_is_skipped_with_reason(workspace: Workspace, dbt_project: Path) -> None:
+    """With no GCP project, the BigQuery blocks are skipped and the output says what to set."""
+    workspace.write_environments(
+        {"defaults": {"dbt_project_dir": str(dbt_project)}, "environments": {"prod": {"adapter": "bigquery", "dataset": "analytics"}}}
+    )
+    workspace.env.pop("GOOGLE_CLOUD_PROJECT", None)
+    result = workspace.setup("--blocks-only")
+    for name in ("gcp-credentials", "bigquery-target-configs-prod", "dbt-cli-profile-prod"):
+        assert f"skipped       {name}: no GCP project" in result.stdout
+    assert "set gcp.project" in result.stdout
+
+
+def test_bigquery_blocks_reference_credentials_and_never_show_the_key(
+    workspace: Workspace, dbt_project: Path, key_file: tuple[Path, str], api: None
+) -> None:
+    """With a project and a key, the three BigQuery blocks are created and linked; the key is nowhere but the block."""
+    path, marker = key_file
+    workspace.write_environments(
+        {
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "gcp": {"credentials_block": "gcp-credentials-test"},
+            "environments": {"bqprod": {"adapter": "bigquery", "dataset": "analytics_prod", "location": "EU", "threads": 4, "maximum_bytes_billed": 10**9}},
+        }
+    )
+    workspace.env.update(GOOGLE_CLOUD_PROJECT="acme-data-123", GOOGLE_APPLICATION_CREDENTIALS=str(path))
+    result = workspace.setup()
+    for name in ("gcp-credentials-test", "bigquery-target-configs-bqprod", "dbt-cli-profile-bqprod"):
+        assert f"created       {name}" in result.stdout
+    assert marker not in result.stdout + result.stderr
+
+    profile = load_dbt_cli_profile("dbt-cli-profile-bqprod")
+    configs = profile.target_configs
+    assert isinstance(configs, BigQueryTargetConfigs)
+    assert (configs.project, configs.schema_, configs.threads) == ("acme-data-123", "analytics_prod", 4)
+    assert configs.extras == {"location": "EU", "job_execution_timeout_seconds": 300, "job_retries": 1, "priority": "interactive", "maximum_bytes_billed": 10**9}
+    credentials = GcpCredentials.load("gcp-credentials-test")
+    assert credentials.service_account_info is not None
+    assert marker in credentials.service_account_info.get_secret_value()["private_key"]
+
+    local = (dbt_project / "profiles.yml").read_text()
+    assert marker not in local
+    assert yaml.safe_load(local)["shop_analytics"]["outputs"]["bqprod"]["keyfile"] == str(path)
+
+    again = workspace.setup()
+    assert "Nothing to change" in again.stdout, again.stdout
+
+
+def test_target_flag_limits_the_setup(workspace: Workspace, dbt_project: Path, api: None) -> None:
+    """--target only touches the named environment; other outputs of profiles.yml are kept."""
+    workspace.write_environments(
+        {"defaults": {"dbt_project_dir": str(dbt_project)},
+         "environments": {"dev": {"adapter": "duckdb", "path": "d.db"}, "ci": {"adapter": "duckdb", "path": "c.db"}}}
+    )  # fmt: skip
+    workspace.setup("--profiles-only", "--target", "dev")
+    assert list(yaml.safe_load((dbt_project / "profiles.yml").read_text())["shop_analytics"]["outputs"]) == ["dev"]
+    result = workspace.setup("--target", "ci")
+    assert "dbt-cli-profile-dev" not in result.stdout
+    outputs = yaml.safe_load((dbt_project / "profiles.yml").read_text())["shop_analytics"]
+    assert list(outputs["outputs"]) == ["dev", "ci"] and outputs["target"] == "dev"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "nope"], "Unknown target 'nope'"),
+        (["--blocks-only", "--profiles-only"], "not allowed with argument"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_input_exits_non_zero_without_traceback(workspace: Workspace, args: list[str], message: str) -> None:
+    """A user's mistake is one clear line on stderr and a non-zero exit, not a traceback."""
+    result = workspace.run("-m", "infrastructure.setup_profiles", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
