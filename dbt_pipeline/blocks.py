@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import httpx
 from prefect.blocks.core import Block
@@ -21,7 +21,7 @@ BlockT = TypeVar("BlockT", bound=Block)
 def load_block(block_class: type[BlockT], name: str, *, target: str | None = None) -> BlockT:
     """Load the block `name`, or explain that the setup must run first (and which setup)."""
     try:
-        return block_class.load(name)
+        return cast(BlockT, block_class.load(name))
     except ValueError as error:
         if "Unable to find block document" not in str(error):
             raise
@@ -57,7 +57,7 @@ def find_block(block_class: type[BlockT], name: str) -> BlockT | None:
     """The block `name` if it exists, else None (the setup's view: absent means "to create")."""
     try:
         if issubclass(block_class, DbtCliProfile):
-            return load_dbt_cli_profile(name)  # type: ignore[return-value]
+            return cast(BlockT, load_dbt_cli_profile(name))
         return load_block(block_class, name)
     except BlockNotFoundError:
         return None

@@ -8,7 +8,6 @@ Callers get frozen dataclasses rather than dbt's objects, whose shape changes be
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,14 +100,19 @@ class DbtCommandResult:
 EventCallback = Callable[[EventMsg], None]
 
 
-def invoke_dbt(args: Sequence[str], *, project_dir: Path, callbacks: Sequence[EventCallback] = ()) -> DbtCommandResult:
-    """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`."""
+def invoke_dbt(
+    args: Sequence[str], *, command: str, project_dir: Path, callbacks: Sequence[EventCallback] = ()
+) -> DbtCommandResult:
+    """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
+
+    `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages.
+    """
     outcome = dbtRunner(callbacks=list(callbacks)).invoke(list(args))
     error = None
     if outcome.exception is not None:
         error = f"{type(outcome.exception).__name__}: {outcome.exception}"
     return DbtCommandResult(
-        command=shlex.join(["dbt", *args]),
+        command=command,
         success=outcome.success,
         nodes=_node_results(outcome.result),
         error=error,

@@ -35,10 +35,16 @@ class DbtProject:
         path = path.expanduser().resolve()
         project_file = path / "dbt_project.yml"
         if not path.is_dir():
-            msg = f"dbt project directory not found: {path}. Pass --project-dir, or fix dbt_project_dir in the environments file."
+            msg = (
+                f"dbt project directory not found: {path}. "
+                "Pass --project-dir, or fix dbt_project_dir in the environments file."
+            )
             raise DbtProjectError(msg)
         if not project_file.is_file():
-            msg = f"{path} is not a dbt project: it has no dbt_project.yml. Point --project-dir at the folder that holds it."
+            msg = (
+                f"{path} is not a dbt project: it has no dbt_project.yml. "
+                "Point --project-dir at the folder that holds it."
+            )
             raise DbtProjectError(msg)
         try:
             config = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}

@@ -144,7 +144,9 @@ class Environments(_Settings):
         if not isinstance(data, dict) or not isinstance(data.get("environments"), dict):
             return data
         defaults = data.get("defaults") or {}
-        project_dir = defaults.get("dbt_project_dir", Defaults().dbt_project_dir) if isinstance(defaults, dict) else None
+        project_dir = (
+            defaults.get("dbt_project_dir", Defaults().dbt_project_dir) if isinstance(defaults, dict) else None
+        )
         environments = {}
         for name, settings in data["environments"].items():
             if isinstance(settings, dict):
@@ -195,7 +197,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key!r} is declared twice; remove or rename one", key_node.start_mark
@@ -233,7 +235,9 @@ def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> st
             hint = _did_you_mean(location[-1], allowed)
             lines.append(f"  - {key}: unknown key{hint}. Allowed here: {', '.join(sorted(allowed))}.")
         elif problem["type"] == "union_tag_invalid":
-            lines.append(f"  - {key}.adapter: unknown adapter {problem['input'].get('adapter')!r}; use duckdb or bigquery.")
+            lines.append(
+                f"  - {key}.adapter: unknown adapter {problem['input'].get('adapter')!r}; use duckdb or bigquery."
+            )
         elif problem["type"] == "missing":
             lines.append(f"  - {key}: required, but missing; add it.")
         elif problem["type"] == "union_tag_not_found":

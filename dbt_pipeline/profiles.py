@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import yaml
 from prefect_gcp import GcpCredentials
@@ -36,8 +36,8 @@ __all__ = [
     "AnyTargetConfigs",
     "BigQueryTargetConfigs",
     "DbtCliProfile",
-    "ensure_database_dir",
     "TargetConfigs",
+    "ensure_database_dir",
     "private_profiles_dir",
     "profile_outputs",
     "profiles_document",
@@ -45,7 +45,7 @@ __all__ = [
     "write_private_file",
 ]
 
-AnyTargetConfigs = TargetConfigs | BigQueryTargetConfigs
+AnyTargetConfigs: TypeAlias = TargetConfigs | BigQueryTargetConfigs
 
 
 def target_configs_for(
@@ -88,7 +88,7 @@ def profile_outputs(configs: AnyTargetConfigs, *, keyfile: Path | None = None) -
     prefect-dbt does, which would expire within the hour.
     """
     if not isinstance(configs, BigQueryTargetConfigs):
-        return configs.get_configs()
+        return cast(dict[str, Any], configs.get_configs())
     outputs: dict[str, Any] = {
         "type": "bigquery",
         "project": configs.project or configs.credentials.project,
@@ -125,7 +125,7 @@ def write_private_file(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(temporary, path)
+        Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -9,16 +9,16 @@ retries: a SQL error or a failing test fails the same way every time.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dbt_common.events.base_types import EventMsg
-from prefect import Task, get_run_logger, task
+from prefect import State, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
@@ -86,7 +86,12 @@ def retry_only_transient_failures(task: Task[Any, Any], task_run: TaskRun, state
 def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     """Run one dbt step; raise if it failed, naming the failed nodes and their errors."""
     logger = get_run_logger()
-    result = invoke_dbt(invocation.args(step.command), project_dir=invocation.project.path, callbacks=[_forward_to(logger)])
+    result = invoke_dbt(
+        invocation.args(step.command),
+        command=shlex.join(["dbt", *step.command, "--target", invocation.target]),
+        project_dir=invocation.project.path,
+        callbacks=[_forward_to(logger)],
+    )
     if result.success:
         return result
     error = TransientDbtRunError if result.is_transient_failure else DbtRunError
@@ -97,8 +102,9 @@ def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) 
     """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread)."""
 
     def forward(event: EventMsg) -> None:
-        level = _LOG_LEVELS.get(event.info.level)
-        if level is not None and event.info.msg:
-            logger.log(level, event.info.msg)
+        info = event.info
+        level = _LOG_LEVELS.get(info.level)
+        if level is not None and info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
+            logger.log(level, info.msg)  # type: ignore[attr-defined]
 
     return forward

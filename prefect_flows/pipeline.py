@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +23,33 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
-from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
+from dbt_pipeline.profiles import (
+    DbtCliProfile,
+    ensure_database_dir,
+    private_profiles_dir,
+    profile_outputs,
+    profiles_document,
+)
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 
 FLOW_NAME = "pipeline-dbt-complet"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, checked before any dbt step starts."""
+
+    target: str
+    project: DbtProject
+    profile: DbtCliProfile
+
+
+def prepare_run(target: str, project_dir: str | None) -> RunPlan:
+    """Check the target, load its profile block and find the dbt project, or raise a clear error."""
+    environment = load_environments().get(target)
+    profile = load_dbt_cli_profile(environment.profile_block_name, target=target)
+    project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
+    return RunPlan(target=target, project=project, profile=profile)
 
 
 @flow(name=FLOW_NAME)
@@ -48,18 +72,15 @@ def dbt_full_pipeline(
         retry_delay_seconds: The wait before each retry.
     """
     logger = get_run_logger()
-    environment = load_environments().get(target)
-    profile = load_dbt_cli_profile(environment.profile_block_name, target=target)
-    project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
-    logger.info("Running dbt project %s (%s) on target %r", project.name, project.path, target)
+    plan = prepare_run(target, project_dir)
+    logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
 
-    outputs = profile_outputs(profile.target_configs)
+    outputs = profile_outputs(plan.profile.target_configs)
     ensure_database_dir(outputs)
-    document = profiles_document(project.profile, target, outputs)
     results = []
-    with private_profiles_dir(document) as profiles_dir:
-        invocation = DbtInvocation(project=project, profiles_dir=profiles_dir, target=target)
-        for step in plan_steps(project, select=select, full_refresh=full_refresh):
+    with private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir:
+        invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target)
+        for step in plan_steps(plan.project, select=select, full_refresh=full_refresh):
             step_task = run_dbt_step.with_options(
                 name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
             )
@@ -82,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the flow from the command line; exit 0 on success, 1 with a clear message otherwise."""
     args = _parse_args(argv)
     try:
+        # A typo in the target or a missing block is reported before a flow run is even created.
+        prepare_run(args.target, args.project_dir)
         dbt_full_pipeline(
             target=args.target,
             project_dir=args.project_dir,

@@ -26,8 +26,10 @@ def test_shipped_file_declares_dev_on_duckdb_and_prod_on_bigquery() -> None:
     """The repository's own file loads: dev is DuckDB with 1 thread, prod BigQuery with 4, as in the seed."""
     environments = load_environments(DEFAULT_ENVIRONMENTS_FILE)
     dev, prod = environments.get("dev"), environments.get("prod")
-    assert isinstance(dev, DuckDBEnvironment) and dev.threads == 1
-    assert isinstance(prod, BigQueryEnvironment) and prod.threads == 4
+    assert isinstance(dev, DuckDBEnvironment)
+    assert dev.threads == 1
+    assert isinstance(prod, BigQueryEnvironment)
+    assert prod.threads == 4
     assert dev.dbt_project_dir == DEFAULT_ENVIRONMENTS_FILE.parents[1] / "dbt"
     assert dev.profile_block_name == "dbt-cli-profile-dev"
 
@@ -58,13 +60,31 @@ environments:
         ("environments: [", r"not valid YAML"),
         ("- dev\n- prod\n", r"expected a mapping"),
         ("environments: {}\n", r"environments: .*at least 1"),
-        ("environments:\n  dev: {adapter: duckdb, path: a.db, thread: 2}\n", r"environments\.dev\.thread: unknown key \(did you mean 'threads'\?\)"),
-        ("environment:\n  dev: {adapter: duckdb, path: a.db}\n", r"environment: unknown key \(did you mean 'environments'\?\)"),
-        ("environments:\n  dev: {adapter: duckdb, path: a.db, threads: 0}\n", r"environments\.dev\.threads: .*greater than 0"),
-        ("environments:\n  dev: {adapter: duckdb, path: a.db, threads: many}\n", r"environments\.dev\.threads: .*integer"),
-        ("environments:\n  dev: {adapter: snowflake}\n", r"environments\.dev\.adapter: unknown adapter 'snowflake'; use duckdb or bigquery"),
+        (
+            "environments:\n  dev: {adapter: duckdb, path: a.db, thread: 2}\n",
+            r"environments\.dev\.thread: unknown key \(did you mean 'threads'\?\)",
+        ),
+        (
+            "environment:\n  dev: {adapter: duckdb, path: a.db}\n",
+            r"environment: unknown key \(did you mean 'environments'\?\)",
+        ),
+        (
+            "environments:\n  dev: {adapter: duckdb, path: a.db, threads: 0}\n",
+            r"environments\.dev\.threads: .*greater than 0",
+        ),
+        (
+            "environments:\n  dev: {adapter: duckdb, path: a.db, threads: many}\n",
+            r"environments\.dev\.threads: .*integer",
+        ),
+        (
+            "environments:\n  dev: {adapter: snowflake}\n",
+            r"environments\.dev\.adapter: unknown adapter 'snowflake'; use duckdb or bigquery",
+        ),
         ("environments:\n  dev: {path: a.db}\n", r"environments\.dev: missing 'adapter'"),
-        ("environments:\n  dev: {adapter: duckdb, path: a.db}\n  dev: {adapter: duckdb, path: b.db}\n", r"'dev' is declared twice"),
+        (
+            "environments:\n  dev: {adapter: duckdb, path: a.db}\n  dev: {adapter: duckdb, path: b.db}\n",
+            r"'dev' is declared twice",
+        ),
         ("environments:\n  prod: {adapter: bigquery, dataset: 'bad-name!'}\n", r"environments\.prod\.dataset"),
         ("environments:\n  Prod: {adapter: duckdb, path: a.db}\n", r"environments\.Prod"),
         ("environments:\n  ../etc: {adapter: duckdb, path: a.db}\n", r"environments\.\.\./etc"),

@@ -36,7 +36,13 @@ def service_account_key() -> dict[str, Any]:
 
 
 def bigquery_environment(**overrides: Any) -> BigQueryEnvironment:
-    settings = {"name": "prod", "adapter": "bigquery", "dataset": "analytics_prod", "dbt_project_dir": "/p", "threads": 4}
+    settings = {
+        "name": "prod",
+        "adapter": "bigquery",
+        "dataset": "analytics_prod",
+        "dbt_project_dir": "/p",
+        "threads": 4,
+    }
     return BigQueryEnvironment.model_validate({**settings, **overrides})
 
 
@@ -58,7 +64,8 @@ def test_bigquery_outputs_from_block_carry_settings_and_key(service_account_key:
     outputs = profile_outputs(configs)
     assert outputs["method"] == "service-account-json"
     assert outputs["keyfile_json"]["private_key"] == service_account_key["private_key"]
-    assert {key: outputs[key] for key in ("type", "project", "dataset", "location", "threads", "maximum_bytes_billed")} == {
+    keys = ("type", "project", "dataset", "location", "threads", "maximum_bytes_billed")
+    assert {key: outputs[key] for key in keys} == {
         "type": "bigquery", "project": "my-project", "dataset": "analytics_prod", "location": "EU", "threads": 4,
         "maximum_bytes_billed": 1000,
     }  # fmt: skip
@@ -69,7 +76,8 @@ def test_local_bigquery_outputs_name_the_key_file(service_account_key: dict[str,
     credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
     configs = target_configs_for(bigquery_environment(), project="my-project", credentials=credentials)
     outputs = profile_outputs(configs, keyfile=tmp_path / "key.json")
-    assert outputs["method"] == "service-account" and outputs["keyfile"] == str(tmp_path / "key.json")
+    assert outputs["method"] == "service-account"
+    assert outputs["keyfile"] == str(tmp_path / "key.json")
     assert service_account_key["private_key"] not in yaml.safe_dump(outputs)
 
 
@@ -81,16 +89,25 @@ def test_profile_uses_the_projects_profile_name() -> None:
 
 def test_private_profiles_dir_is_owner_only_and_removed() -> None:
     """The rendered profile lives in a 0700 dir as a 0600 file, and is gone after the block, even on error."""
-    with pytest.raises(RuntimeError), private_profiles_dir({"p": {"target": "dev"}}) as directory:
-        profiles = directory / "profiles.yml"
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-        assert stat.S_IMODE(profiles.stat().st_mode) == 0o600
-        assert yaml.safe_load(profiles.read_text()) == {"p": {"target": "dev"}}
-        raise RuntimeError("dbt crashed")
+    seen: list[tuple[Path, int, int, object]] = []
+
+    def crash_inside() -> None:
+        with private_profiles_dir({"p": {"target": "dev"}}) as directory:
+            profiles = directory / "profiles.yml"
+            modes = stat.S_IMODE(directory.stat().st_mode), stat.S_IMODE(profiles.stat().st_mode)
+            seen.append((directory, *modes, yaml.safe_load(profiles.read_text())))
+            raise RuntimeError("dbt crashed")
+
+    with pytest.raises(RuntimeError):
+        crash_inside()
+    ((directory, directory_mode, file_mode, document),) = seen
+    assert (directory_mode, file_mode, document) == (0o700, 0o600, {"p": {"target": "dev"}})
     assert not directory.exists()
 
 
 def test_key_content_never_in_repr(service_account_key: dict[str, Any]) -> None:
     """The key is a secret in the block: printing the block does not show it."""
     credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
-    assert service_account_key["private_key"][40:80] not in repr(credentials) + json.dumps(credentials.model_dump(mode="json"))
+    assert service_account_key["private_key"][40:80] not in repr(credentials) + json.dumps(
+        credentials.model_dump(mode="json")
+    )

@@ -43,14 +43,17 @@ def key_file(tmp_path: Path) -> tuple[Path, str]:
     return path, pem.splitlines()[5]
 
 
-def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(workspace: Workspace, dbt_project: Path, api: None) -> None:
+def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(
+    workspace: Workspace, dbt_project: Path, api: None
+) -> None:
     """Setup creates dbt-cli-profile-dev and dbt/profiles.yml; a second run changes nothing and says so."""
     first = workspace.setup()
     assert "created       dbt-cli-profile-dev" in first.stdout or "updated       dbt-cli-profile-dev" in first.stdout
     assert "created       targets: dev" in first.stdout
 
     block = DbtCliProfile.load("dbt-cli-profile-dev")
-    assert block.name == "shop_analytics" and block.target == "dev"
+    assert block.name == "shop_analytics"
+    assert block.target == "dev"
     assert block.target_configs.get_configs()["path"] == str(workspace.root / "warehouse" / "dev.duckdb")
 
     profiles = dbt_project / "profiles.yml"
@@ -68,7 +71,10 @@ def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(workspace
 def test_dry_run_writes_nothing(workspace: Workspace, dbt_project: Path, api: None) -> None:
     """--dry-run reports what it would do and creates neither block nor file."""
     workspace.write_environments(
-        {"defaults": {"dbt_project_dir": str(dbt_project)}, "environments": {"dryrun": {"adapter": "duckdb", "path": "x.db"}}}
+        {
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "environments": {"dryrun": {"adapter": "duckdb", "path": "x.db"}},
+        }
     )
     result = workspace.setup("--dry-run")
     assert "would create  dbt-cli-profile-dryrun" in result.stdout
@@ -81,7 +87,10 @@ def test_dry_run_writes_nothing(workspace: Workspace, dbt_project: Path, api: No
 def test_bigquery_environment_without_project_is_skipped_with_reason(workspace: Workspace, dbt_project: Path) -> None:
     """With no GCP project, the BigQuery blocks are skipped and the output says what to set."""
     workspace.write_environments(
-        {"defaults": {"dbt_project_dir": str(dbt_project)}, "environments": {"prod": {"adapter": "bigquery", "dataset": "analytics"}}}
+        {
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "environments": {"prod": {"adapter": "bigquery", "dataset": "analytics"}},
+        }
     )
     workspace.env.pop("GOOGLE_CLOUD_PROJECT", None)
     result = workspace.setup("--blocks-only")
@@ -99,7 +108,15 @@ def test_bigquery_blocks_reference_credentials_and_never_show_the_key(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
             "gcp": {"credentials_block": "gcp-credentials-test"},
-            "environments": {"bqprod": {"adapter": "bigquery", "dataset": "analytics_prod", "location": "EU", "threads": 4, "maximum_bytes_billed": 10**9}},
+            "environments": {
+                "bqprod": {
+                    "adapter": "bigquery",
+                    "dataset": "analytics_prod",
+                    "location": "EU",
+                    "threads": 4,
+                    "maximum_bytes_billed": 10**9,
+                }
+            },
         }
     )
     workspace.env.update(GOOGLE_CLOUD_PROJECT="acme-data-123", GOOGLE_APPLICATION_CREDENTIALS=str(path))
@@ -112,7 +129,13 @@ def test_bigquery_blocks_reference_credentials_and_never_show_the_key(
     configs = profile.target_configs
     assert isinstance(configs, BigQueryTargetConfigs)
     assert (configs.project, configs.schema_, configs.threads) == ("acme-data-123", "analytics_prod", 4)
-    assert configs.extras == {"location": "EU", "job_execution_timeout_seconds": 300, "job_retries": 1, "priority": "interactive", "maximum_bytes_billed": 10**9}
+    assert configs.extras == {
+        "location": "EU",
+        "job_execution_timeout_seconds": 300,
+        "job_retries": 1,
+        "priority": "interactive",
+        "maximum_bytes_billed": 10**9,
+    }
     credentials = GcpCredentials.load("gcp-credentials-test")
     assert credentials.service_account_info is not None
     assert marker in credentials.service_account_info.get_secret_value()["private_key"]
@@ -136,7 +159,8 @@ def test_target_flag_limits_the_setup(workspace: Workspace, dbt_project: Path, a
     result = workspace.setup("--target", "ci")
     assert "dbt-cli-profile-dev" not in result.stdout
     outputs = yaml.safe_load((dbt_project / "profiles.yml").read_text())["shop_analytics"]
-    assert list(outputs["outputs"]) == ["dev", "ci"] and outputs["target"] == "dev"
+    assert list(outputs["outputs"]) == ["dev", "ci"]
+    assert outputs["target"] == "dev"
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,11 @@ def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
     for target in resolved:
         environment, configs = target.environment, target.configs
         if isinstance(environment, BigQueryEnvironment):
-            names = [gcp.credentials_block, f"bigquery-target-configs-{environment.name}", environment.profile_block_name]
+            names = [
+                gcp.credentials_block,
+                f"bigquery-target-configs-{environment.name}",
+                environment.profile_block_name,
+            ]
             if not isinstance(configs, BigQueryTargetConfigs):
                 plan.skip(names, target.skip_reason)
                 continue
@@ -129,7 +133,7 @@ def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
                     plan.notes.append(ADC_WARNING)
                 credentials_ref = plan.want(names[0], configs.credentials)
             # Reference the stored credentials block rather than embedding a copy of the key.
-            configs = plan.want(names[1], configs.model_copy(update={"credentials": credentials_ref}))  # type: ignore[assignment]
+            configs = plan.want(names[1], configs.model_copy(update={"credentials": credentials_ref}))
         profile = DbtCliProfile(name=target.project.profile, target=environment.name, target_configs=configs)
         plan.want(environment.profile_block_name, profile)
     return plan

@@ -19,7 +19,12 @@ from infrastructure.setup_profiles.credentials import service_account_key_path
 from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
 
 _DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.UNCHANGED: "unchanged", Action.SKIP: "skipped"}
-_WOULD = {Action.CREATE: "would create", Action.UPDATE: "would update", Action.UNCHANGED: "unchanged", Action.SKIP: "would skip"}
+_WOULD = {
+    Action.CREATE: "would create",
+    Action.UPDATE: "would update",
+    Action.UNCHANGED: "unchanged",
+    Action.SKIP: "would skip",
+}
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,7 +37,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     only.add_argument("--profiles-only", action="store_true", help="only the local profiles.yml")
     parser.add_argument("--target", action="append", metavar="NAME", help="only this environment (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
-    parser.add_argument("--environments-file", type=Path, help="default: $PIPELINE_ENVIRONMENTS_FILE or infrastructure/environments.yaml")
+    parser.add_argument(
+        "--environments-file",
+        type=Path,
+        help="default: $PIPELINE_ENVIRONMENTS_FILE or infrastructure/environments.yaml",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,12 +79,12 @@ def _report(source: Path, blocks: BlockPlan | None, profiles: list[ProfilesFileC
             actions.append(change.action)
         for note in blocks.notes:
             print(f"  note: {note}")
-    for change in profiles:
-        print(f"dbt profiles ({change.path}):")
-        print(f"  {words[change.action]:<13} targets: {', '.join(change.targets) or 'none'}")
-        for target, reason in change.skipped.items():
+    for profiles_file in profiles:
+        print(f"dbt profiles ({profiles_file.path}):")
+        print(f"  {words[profiles_file.action]:<13} targets: {', '.join(profiles_file.targets) or 'none'}")
+        for target, reason in profiles_file.skipped.items():
             print(f"  {words[Action.SKIP]:<13} {target}: {reason}")
-        actions.append(change.action)
+        actions.append(profiles_file.action)
     changed = sum(action in (Action.CREATE, Action.UPDATE) for action in actions)
     if not changed:
         print("Nothing to change: everything is already up to date.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import google.auth.exceptions
 from prefect_gcp import GcpCredentials
@@ -41,14 +41,20 @@ def read_service_account_key(path: Path) -> dict[str, Any]:
     try:
         key = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        msg = f"{path} is not a JSON service-account key. Download a key as JSON from the Google Cloud console (IAM > Service accounts > Keys)."
+        msg = (
+            f"{path} is not a JSON service-account key. "
+            "Download a key as JSON from the Google Cloud console (IAM > Service accounts > Keys)."
+        )
         raise CredentialsError(msg) from None
     missing = [name for name in SERVICE_ACCOUNT_FIELDS if not (isinstance(key, dict) and key.get(name))]
     if missing or key.get("type") != "service_account":
         detail = f"missing {', '.join(missing)}" if missing else f"type is {key.get('type')!r}, not 'service_account'"
-        msg = f"{path} is not a service-account key ({detail}). Create a key for the dbt service account and point ${KEY_FILE_VARIABLE} at it."
+        msg = (
+            f"{path} is not a service-account key ({detail}). "
+            f"Create a key for the dbt service account and point ${KEY_FILE_VARIABLE} at it."
+        )
         raise CredentialsError(msg)
-    return key
+    return cast(dict[str, Any], key)
 
 
 def gcp_credentials(settings: GcpSettings, project: str) -> GcpCredentials:
