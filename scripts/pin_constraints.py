@@ -1,0 +1,40 @@
+"""Rewrite `[tool.uv] constraint-dependencies` in pyproject.toml from a fresh resolution.
+
+Direct dependencies are pinned by hand in [project] and [dependency-groups]; this pins every
+transitive one, so two installs a month apart get the same versions. It uses `uv pip compile`,
+which, unlike uv.lock, records no package registry address. Run it after changing a pin:
+
+    uv run python scripts/pin_constraints.py
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+BLOCK = re.compile(r"constraint-dependencies = \[\n.*?\n\]\n", re.DOTALL)
+
+
+def resolve() -> list[str]:
+    """Every package of the resolution (dev group included), as `name==version`."""
+    output = subprocess.run(
+        ["uv", "pip", "compile", str(PYPROJECT), "--group", "dev", "--no-header", "--no-annotate", "--quiet"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return [line.strip() for line in output.splitlines() if "==" in line and not line.startswith(("#", "-"))]
+
+
+def main() -> None:
+    """Replace the constraint block (or add it under [tool.uv])."""
+    pins = "".join(f'    "{pin}",\n' for pin in resolve())
+    block = f"constraint-dependencies = [\n{pins}]\n"
+    text = PYPROJECT.read_text(encoding="utf-8")
+    text = BLOCK.sub(lambda _: block, text) if BLOCK.search(text) else text.replace("[tool.uv]\n", f"[tool.uv]\n{block}", 1)
+    PYPROJECT.write_text(text, encoding="utf-8")
+    print(f"{PYPROJECT}: {pins.count(chr(10))} constraints")
+
+
+if __name__ == "__main__":
+    main()
