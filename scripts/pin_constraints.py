@@ -27,12 +27,12 @@ def resolve() -> list[str]:
 
 
 def main() -> None:
-    """Replace the constraint block (or add it under [tool.uv])."""
+    """Replace the constraint block of [tool.uv]."""
     pins = "".join(f'    "{pin}",\n' for pin in resolve())
-    block = f"constraint-dependencies = [\n{pins}]\n"
     text = PYPROJECT.read_text(encoding="utf-8")
-    text = BLOCK.sub(lambda _: block, text) if BLOCK.search(text) else text.replace("[tool.uv]\n", f"[tool.uv]\n{block}", 1)
-    PYPROJECT.write_text(text, encoding="utf-8")
+    if not BLOCK.search(text):
+        raise SystemExit(f"{PYPROJECT} has no `constraint-dependencies = [...]` under [tool.uv] to update.")
+    PYPROJECT.write_text(BLOCK.sub(lambda _: f"constraint-dependencies = [\n{pins}]\n", text), encoding="utf-8")
     print(f"{PYPROJECT}: {pins.count(chr(10))} constraints")
 
 
