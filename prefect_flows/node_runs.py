@@ -1,0 +1,178 @@
+"""Every dbt node of a step as its own Prefect task run, at the cost of a few queued events.
+
+prefect-dbt's runner turns each node into a real task, which costs about 100 ms per node. A
+Prefect 3 client reports a task run by emitting state-change events, which the server records;
+the task engine itself does exactly that. So we do it directly from dbt's in-process events: a
+`NodeStart` becomes a task run (named after the node, nested under its dbt step) entering Running,
+`NodeFinished` or `SkippingDetails` its final state. Nothing is parsed twice, no process is spawned
+and dbt's threads never wait on the network: events are queued and sent in the background.
+
+At the end of the step, `reconcile` makes the final states match dbt's results (what
+run_results.json holds), including nodes dbt reported no event for, and waits until every event
+has been handed to the API, so that no node is left Running when the process exits.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from dbt_common.events.base_types import EventMsg
+from prefect.client.schemas.objects import State, StateType, TaskRun, TaskRunPolicy, TaskRunResult
+from prefect.events import Event
+from prefect.events.worker import EventsWorker
+from prefect.utilities.engine import emit_task_run_state_change_event
+
+from dbt_pipeline.dbt_invocation import NodeResult
+
+# dbt status -> the Prefect state a node's task run ends in. A skipped node did not run, so it is
+# not Completed; Prefect has no "skipped" type and Cancelled is the one that reads as "not run".
+_FINAL_STATE_TYPES = {
+    "success": StateType.COMPLETED,
+    "pass": StateType.COMPLETED,
+    "warn": StateType.COMPLETED,
+    "no-op": StateType.COMPLETED,
+    "partial success": StateType.COMPLETED,
+    "error": StateType.FAILED,
+    "fail": StateType.FAILED,
+    "runtime error": StateType.FAILED,
+    "skipped": StateType.CANCELLED,
+}
+
+
+def final_state_type(status: str) -> StateType:
+    """The Prefect state type of a node that ended with dbt status `status`."""
+    return _FINAL_STATE_TYPES.get(status, StateType.FAILED)
+
+
+@dataclass
+class _NodeRun:
+    """One mirrored task run and the last event emitted for it (events form a chain)."""
+
+    task_run: TaskRun
+    last_event: Event | None = None
+    final_status: str | None = None
+
+    def set_state(self, state_type: StateType, name: str, message: str | None = None) -> None:
+        """Move the task run to a new state and emit the event, as Prefect's task engine does."""
+        previous = self.task_run.state
+        state: State[Any] = State(type=state_type, name=name, message=message)
+        if previous is not None and state.timestamp <= previous.timestamp:
+            state.timestamp = previous.timestamp + timedelta(microseconds=1)  # keep the states ordered
+        state.state_details.task_run_id = self.task_run.id
+        state.state_details.flow_run_id = self.task_run.flow_run_id
+        run = self.task_run
+        run.state, run.state_id, run.state_type, run.state_name = state, state.id, state.type, state.name
+        if state.is_running():
+            run.run_count += 1
+            run.start_time = state.timestamp  # type: ignore[assignment]  # the engine does the same
+        elif previous is not None and previous.is_running():
+            run.total_run_time += state.timestamp - previous.timestamp
+        if state.is_final() and run.start_time is not None:
+            run.end_time = state.timestamp  # type: ignore[assignment]
+        self.last_event = emit_task_run_state_change_event(
+            task_run=run, initial_state=previous, validated_state=state, follows=self.last_event
+        )
+
+
+@dataclass
+class NodeRunReporter:
+    """A dbt event callback mirroring the nodes of one dbt step as child task runs of that step.
+
+    Attributes:
+        flow_run_id: The flow run the task runs belong to.
+        step_task_run_id: The step's task run, parent of every node's task run.
+        step: The step name, used as a tag so a step's nodes can be filtered in the UI.
+    """
+
+    flow_run_id: UUID
+    step_task_run_id: UUID
+    step: str
+    _runs: dict[str, _NodeRun] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The step's Prefect run context: dbt calls back from its own threads, which lack it, and the
+    # events must name their flow run (the server files a task run under the flow run they name).
+    _context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+    def __call__(self, event: EventMsg) -> None:
+        """Handle one dbt event (called from dbt's threads) inside the step's run context."""
+        if event.info.name in ("NodeStart", "NodeFinished", "SkippingDetails"):
+            self._context.copy().run(self._handle, event)
+
+    def _handle(self, event: EventMsg) -> None:
+        name = event.info.name
+        if name == "NodeStart":
+            self._start(event.data.node_info)
+        elif name == "NodeFinished":
+            result = event.data.run_result
+            rows = result.adapter_response.fields.get("rows_affected")
+            message = result.message + (f"; rows affected: {int(rows.number_value)}" if rows is not None else "")
+            self._finish(event.data.node_info, result.status, message)
+        elif name == "SkippingDetails":
+            self._finish(event.data.node_info, "skipped", None)
+
+    @property
+    def task_runs(self) -> dict[str, TaskRun]:
+        """The mirrored task runs, by node unique id."""
+        return {unique_id: run.task_run for unique_id, run in self._runs.items()}
+
+    def reconcile(self, results: Sequence[NodeResult], *, timeout: float = 30) -> None:
+        """End every node's task run in the state dbt reported, then flush the events to the API."""
+        for result in results:
+            run = self._run_for(result.unique_id, result.unique_id.rsplit(".", 1)[-1], result.resource_type)
+            if run.final_status != result.status:
+                if run.task_run.state is None or not run.task_run.state.is_running():
+                    run.set_state(StateType.RUNNING, "Running")
+                self._end(run, result.status, _state_message(result))
+        for unique_id, run in self._runs.items():
+            if run.final_status is None:  # started, but dbt reported no result: it did not finish
+                self._end(run, "error", f"{unique_id}: dbt reported no result for this node")
+        EventsWorker.instance().wait_until_empty()
+
+    def _start(self, node_info: Any) -> None:
+        with self._lock:
+            run = self._run_for(node_info.unique_id, node_info.node_name, node_info.resource_type)
+        run.set_state(StateType.RUNNING, "Running")
+
+    def _finish(self, node_info: Any, status: str, message: str | None) -> None:
+        with self._lock:
+            run = self._run_for(node_info.unique_id, node_info.node_name, node_info.resource_type)
+        self._end(run, status, message)
+
+    def _end(self, run: _NodeRun, status: str, message: str | None) -> None:
+        run.final_status = status
+        run.set_state(final_state_type(status), status.title(), message)
+
+    def _run_for(self, unique_id: str, name: str, resource_type: str) -> _NodeRun:
+        """The task run of a node, created (Pending) on first sight."""
+        run = self._runs.get(unique_id)
+        if run is None:
+            task_run = TaskRun(
+                id=uuid4(),
+                name=name,
+                flow_run_id=self.flow_run_id,
+                task_key=f"dbt-{resource_type}-{unique_id}",
+                dynamic_key=f"{self.step}-{self.step_task_run_id}",
+                empirical_policy=TaskRunPolicy(),
+                tags=[f"dbt:{resource_type}", f"dbt-step:{self.step}"],
+                task_inputs={"__parents__": [TaskRunResult(id=self.step_task_run_id)]},
+            )
+            run = self._runs[unique_id] = _NodeRun(task_run)
+            run.set_state(StateType.PENDING, "Pending")
+        return run
+
+
+def _state_message(result: NodeResult) -> str:
+    """What a user wants next to the state: dbt's message, rows affected, failing rows of a test."""
+    parts = [result.message or result.status]
+    rows = result.adapter_response.get("rows_affected")
+    if rows is not None and rows >= 0:
+        parts.append(f"rows affected: {rows}")
+    if result.failures:
+        parts.append(f"failing rows: {result.failures}")
+    return "; ".join(parts)
