@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class NodeResult:
     execution_time: float
     failures: int | None = None
     adapter_response: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    thread: str = ""
 
     @property
     def failed(self) -> bool:
@@ -132,10 +136,22 @@ def _node_results(result: object) -> tuple[NodeResult, ...]:
             execution_time=float(item.execution_time or 0.0),
             failures=item.failures,
             adapter_response=dict(item.adapter_response or {}),
+            started_at=_timing(item, "started_at"),
+            completed_at=_timing(item, "completed_at"),
+            thread=str(getattr(item, "thread_id", "") or ""),
         )
         for item in results
         if getattr(item, "node", None) is not None
     )
+
+
+def _timing(item: Any, edge: str) -> datetime | None:
+    """When a node started (its compile) or completed (its execute), from dbt's timing info."""
+    timings = [timing for timing in getattr(item, "timing", None) or () if getattr(timing, edge, None)]
+    if not timings:
+        return None
+    value: datetime = getattr(timings[0] if edge == "started_at" else timings[-1], edge)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _first_lines(message: str | None, limit: int = 3) -> str:

@@ -6,6 +6,11 @@ points can print the message and exit non-zero without a traceback: a user's mis
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbt_pipeline.dbt_invocation import DbtCommandResult
+
 
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
@@ -40,7 +45,15 @@ class PrefectApiError(PipelineError):
 
 
 class DbtRunError(PipelineError):
-    """A dbt command failed: a node errored, a test failed or dbt itself could not run."""
+    """A dbt command failed: a node errored, a test failed or dbt itself could not run.
+
+    Attributes:
+        result: The failed command's outcome, for reports and alerts (None if unknown).
+    """
+
+    def __init__(self, message: str, result: DbtCommandResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class TransientDbtRunError(DbtRunError):

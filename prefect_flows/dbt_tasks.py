@@ -135,7 +135,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         return result
     _failed_attempts[task_run.id] = result
     error = TransientDbtRunError if result.is_transient_failure else DbtRunError
-    raise error(result.describe_failure())
+    raise error(result.describe_failure(), result)
 
 
 def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) -> EventCallback:

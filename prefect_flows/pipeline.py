@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_dbt_cli_profile
@@ -31,6 +32,7 @@ from dbt_pipeline.profiles import (
     profiles_document,
 )
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
+from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_results
 
 FLOW_NAME = "pipeline-dbt-complet"
 
@@ -77,15 +79,30 @@ def dbt_full_pipeline(
 
     outputs = profile_outputs(plan.profile.target_configs)
     ensure_database_dir(outputs)
-    results = []
+    run_name = flow_run.get_name() or "local"
+    artifacts = run_directory(plan.project.path, target, run_name)
+    reports: list[StepReport] = []
+    failure: BaseException | None = None
     with private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir:
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target)
         for step in plan_steps(plan.project, select=select, full_refresh=full_refresh):
+            if failure is not None:  # the steps after a failure do not run, but the report lists them
+                reports.append(StepReport(step.name, None))
+                continue
             step_task = run_dbt_step.with_options(
                 name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
             )
-            results.append(step_task(step, invocation))
-    return results
+            outcome = step_task(step, invocation, return_state=True).result(raise_on_failure=False)
+            if isinstance(outcome, BaseException):
+                failure = outcome
+            result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
+            reports.append(StepReport(step.name, result))
+            save_step_results(artifacts, step.name, plan.project.path, target)
+    publish_report(project=plan.project, target=target, run_name=run_name, steps=reports)
+    logger.info("Run report and timeline saved in %s", artifacts)
+    if failure is not None:
+        raise failure
+    return [report.result for report in reports if report.result is not None]
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
