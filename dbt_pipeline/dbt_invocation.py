@@ -37,6 +37,7 @@ class NodeResult:
     """What dbt reported for one node (model, seed, snapshot or test) of a command."""
 
     unique_id: str
+    name: str
     resource_type: str
     status: str
     message: str | None
@@ -130,6 +131,7 @@ def _node_results(result: object) -> tuple[NodeResult, ...]:
     return tuple(
         NodeResult(
             unique_id=item.node.unique_id,
+            name=item.node.name,
             resource_type=str(item.node.resource_type),
             status=str(item.status),
             message=item.message,

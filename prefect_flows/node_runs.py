@@ -124,7 +124,7 @@ class NodeRunReporter:
     def reconcile(self, results: Sequence[NodeResult], *, timeout: float = 30) -> None:
         """End every node's task run in the state dbt reported, then flush the events to the API."""
         for result in results:
-            run = self._run_for(result.unique_id, result.unique_id.rsplit(".", 1)[-1], result.resource_type)
+            run = self._run_for(result.unique_id, result.name, result.resource_type)
             if run.final_status != result.status:
                 if run.task_run.state is None or not run.task_run.state.is_running():
                     run.set_state(StateType.RUNNING, "Running")

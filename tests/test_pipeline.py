@@ -9,30 +9,35 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import TaskRun
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.conftest import Workspace
+from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, step_runs
 
 STEPS = ["dbt-seed", "dbt-snapshot", "dbt-run", "dbt-test", "dbt-docs-generate"]
+NODE_STEPS = ["seed", "snapshot", "run", "test"]
+STATE_TYPE_OF_STATUS = {
+    **dict.fromkeys(["success", "pass", "warn"], "COMPLETED"),
+    **dict.fromkeys(["error", "fail"], "FAILED"),
+    "skipped": "CANCELLED",
+}
 
 
-def flow_run_name(output: str) -> str:
-    match = re.search(r"Beginning flow run '([^']+)' for flow 'pipeline-dbt-complet'", output)
-    assert match, output
-    return match.group(1)
-
-
-def task_runs(prefect_api: str, output: str) -> list[TaskRun]:
-    """The task runs of the flow run whose log is `output`, in start order."""
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-        (run,) = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name(output)]))
-        )
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
-    return sorted(runs, key=lambda task_run: task_run.start_time or task_run.expected_start_time)
+def assert_nodes_mirror_run_results(runs: list[TaskRun], run_dir: Path) -> None:
+    """Each node of each step's run_results.json is a child task run of its step, in the matching final state."""
+    steps = {run.name.rsplit("-", 1)[0].removeprefix("dbt-"): run for run in step_runs(runs)}
+    for step in NODE_STEPS:
+        results = json.loads((run_dir / f"{step}.run_results.json").read_text())["results"]
+        expected = {result["unique_id"]: result["status"] for result in results}
+        mirrored = {node_unique_id(run): run for run in node_runs(runs, steps[step])}
+        assert set(mirrored) == set(expected), step
+        for unique_id, status in expected.items():
+            run = mirrored[unique_id]
+            assert run.state_name is not None
+            assert run.state_type is not None
+            assert (run.state_name.lower(), run.state_type.value) == (status, STATE_TYPE_OF_STATUS[status]), unique_id
+            assert run.name in unique_id.split("."), (run.name, unique_id)
+    assert not [run for run in runs if run.state_type is None or run.state_type.value in ("RUNNING", "PENDING")]
 
 
 def csv_rows(path: Path) -> int:
@@ -47,9 +52,14 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
 
-    runs = task_runs(prefect_api, output)
-    assert [run.name.rsplit("-", 1)[0] for run in runs] == STEPS
-    assert all(run.state is not None and run.state.is_completed() for run in runs)
+    runs = all_task_runs(prefect_api, output)
+    assert [run.name.rsplit("-", 1)[0] for run in step_runs(runs)] == STEPS
+    run_dir = dbt_project / "target" / "dev" / "runs" / flow_run_name(output)
+    assert_nodes_mirror_run_results(runs, run_dir)
+    report = (run_dir / "report.md").read_text()
+    assert "dbt run ✅ succeeded" in report
+    assert "| `orders` | model | success |" in report
+    assert (run_dir / "timeline.svg").read_text().count("<rect") > 264
 
     manifest = json.loads((dbt_project / "target" / "dev" / "manifest.json").read_text())
     nodes = manifest["nodes"].values()
@@ -92,12 +102,22 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert "no_such_table" in result.stderr
     assert "`dbt run --target dev` failed" in result.stderr
 
-    run_step = next(
-        run for run in task_runs(prefect_api, result.stdout + result.stderr) if run.name.startswith("dbt-run")
-    )
+    output = result.stdout + result.stderr
+    runs = all_task_runs(prefect_api, output)
+    run_step = next(run for run in step_runs(runs) if run.name.startswith("dbt-run"))
     assert run_step.state is not None
     assert run_step.state.is_failed()
     assert run_step.run_count == 1
+    nodes = {node_unique_id(run): run for run in node_runs(runs, run_step)}
+    broken = nodes["model.shop_analytics.broken_revenue"]
+    assert (broken.state_name, broken.state_type.value if broken.state_type else None) == ("Error", "FAILED")
+    assert broken.state is not None
+    assert "no_such_table" in (broken.state.message or "")
+    assert not [run for run in runs if run.state_type is None or run.state_type.value in ("RUNNING", "PENDING")]
+    report = (dbt_project / "target" / "dev" / "runs" / flow_run_name(output) / "report.md").read_text()
+    assert "dbt run ❌ failed" in report
+    assert "`model.shop_analytics.broken_revenue` **error**" in report
+    assert "| test | | not run | |" in report
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), (
         "the rendered profile must be removed on failure too"
     )

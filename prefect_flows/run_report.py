@@ -1,0 +1,187 @@
+"""The run report: what a user reads instead of the logs, as a Prefect artifact and on disk.
+
+For every run: status and totals, each step, every failure with its message (failing tests with
+their count of failing rows), every node with its status, duration, rows and message, and a
+timeline of node durations per dbt thread (SVG). The report, the timeline and each step's
+run_results.json are saved in `<project>/target/<target>/runs/<flow run>/`, beside dbt's artifacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect.artifacts import create_markdown_artifact
+
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
+from dbt_pipeline.dbt_project import DbtProject
+
+# Colours of the timeline bars, by dbt status.
+_STATUS_COLOURS = {"success": "#2e9e5b", "pass": "#2e9e5b", "warn": "#d9a400", "skipped": "#9aa0a6"}
+_FAILED_COLOUR = "#d93025"
+_LANE_HEIGHT, _BAR_HEIGHT, _LABEL_WIDTH, _CHART_WIDTH = 22, 16, 150, 900
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One step of the run as the report shows it: its last attempt's result (if it ran)."""
+
+    name: str
+    result: DbtCommandResult | None
+
+
+def run_directory(project_path: Path, target: str, run_name: str) -> Path:
+    """Where a run's report, timeline and per-step run results are kept."""
+    return project_path / "target" / target / "runs" / run_name
+
+
+def save_step_results(directory: Path, step: str, project_path: Path, target: str) -> None:
+    """Keep a copy of the step's run_results.json: the next step's would overwrite it."""
+    source = project_path / "target" / target / "run_results.json"
+    if source.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"{step}.run_results.json").write_bytes(source.read_bytes())
+
+
+def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, timeline_path: Path) -> str:
+    """The report as markdown (Prefect renders markdown artifacts)."""
+    nodes = [node for step in steps if step.result for node in step.result.nodes]
+    failed = [node for node in nodes if node.failed]
+    counts = Counter(node.status for node in nodes)
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"**{len(nodes)} nodes** · "
+        + " · ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
+        + f" · node time {sum(node.execution_time for node in nodes):.1f} s"
+    )
+    lines += ["", "## Steps", "", "| step | command | status | nodes |", "|---|---|---|---|"]
+    for step in steps:
+        if step.result is None:
+            lines.append(f"| {step.name} | | not run | |")
+        else:
+            status = "success" if step.result.success else "**failed**"
+            lines.append(f"| {step.name} | `{step.result.command}` | {status} | {len(step.result.nodes)} |")
+    if failed or any(step.result and step.result.error for step in steps):
+        lines += ["", "## Failures", ""]
+        for step in steps:
+            if step.result and step.result.error:
+                lines.append(f"- step **{step.name}**: {_cell(step.result.error)}")
+        for node in failed:
+            rows = f" ({node.failures} failing rows)" if node.failures else ""
+            lines.append(f"- `{node.unique_id}` **{node.status}**{rows}: {_cell(node.message)}")
+    lines += ["", "## Timeline", "", f"![timeline of node durations per thread]({_data_uri(timeline)})", ""]
+    lines.append(f"Saved as `{timeline_path}`.")
+    lines += [
+        "",
+        "## Nodes",
+        "",
+        "| node | type | status | duration (s) | rows | message |",
+        "|---|---|---|---|---|---|",
+    ]
+    for node in sorted(nodes, key=lambda item: -item.execution_time):
+        affected = node.adapter_response.get("rows_affected")
+        rows_text = str(affected) if isinstance(affected, int) and affected >= 0 else ""
+        lines.append(
+            f"| `{node.name}` | {node.resource_type} | {node.status} | "
+            f"{node.execution_time:.2f} | {rows_text} | {_cell(node.message)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_timeline(nodes: Sequence[NodeResult]) -> str:
+    """An SVG timeline: one lane per dbt thread, one bar per node, coloured by status."""
+    timed = [node for node in nodes if node.started_at and node.completed_at]
+    if not timed:
+        return _svg(_LABEL_WIDTH + _CHART_WIDTH, 40, ['<text x="10" y="25">No node ran.</text>'])
+    start = min(node.started_at for node in timed if node.started_at)
+    end = max(node.completed_at for node in timed if node.completed_at)
+    span = max((end - start).total_seconds(), 1e-3)
+    lanes = sorted({node.thread or "main" for node in timed})
+    scale = _CHART_WIDTH / span
+    parts = []
+    for index, lane in enumerate(lanes):
+        y = 30 + index * _LANE_HEIGHT
+        parts.append(f'<text x="4" y="{y + 12}" font-size="11">{html.escape(lane)}</text>')
+    for node in timed:
+        if node.started_at is None or node.completed_at is None:
+            continue
+        x = _LABEL_WIDTH + (node.started_at - start).total_seconds() * scale
+        width = max((node.completed_at - node.started_at).total_seconds() * scale, 1.0)
+        y = 30 + lanes.index(node.thread or "main") * _LANE_HEIGHT
+        colour = _FAILED_COLOUR if node.failed else _STATUS_COLOURS.get(node.status, "#1a73e8")
+        tooltip = f"{node.unique_id} ({node.status}) {node.execution_time:.2f} s"
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_BAR_HEIGHT}" fill="{colour}">'
+            f"<title>{html.escape(tooltip)}</title></rect>"
+        )
+    parts += _axis(span, 30 + len(lanes) * _LANE_HEIGHT)
+    return _svg(_LABEL_WIDTH + _CHART_WIDTH + 20, 60 + len(lanes) * _LANE_HEIGHT, parts)
+
+
+def write_report(directory: Path, markdown: str, timeline: str, steps: Sequence[StepReport]) -> None:
+    """Save the report, its timeline and a JSON summary beside the run's dbt artifacts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.md").write_text(markdown, encoding="utf-8")
+    (directory / "timeline.svg").write_text(timeline, encoding="utf-8")
+    summary = {
+        step.name: {"success": step.result.success, "nodes": {n.unique_id: n.status for n in step.result.nodes}}
+        for step in steps
+        if step.result is not None
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+
+def _axis(span: float, y: int) -> list[str]:
+    ticks = 5
+    parts = [f'<line x1="{_LABEL_WIDTH}" y1="{y}" x2="{_LABEL_WIDTH + _CHART_WIDTH}" y2="{y}" stroke="#555"/>']
+    for tick in range(ticks + 1):
+        x = _LABEL_WIDTH + _CHART_WIDTH * tick / ticks
+        parts.append(
+            f'<text x="{x:.0f}" y="{y + 16}" font-size="10" text-anchor="middle">{span * tick / ticks:.1f}s</text>'
+        )
+    return parts
+
+
+def _svg(width: float, height: float, parts: list[str]) -> str:
+    body = "\n".join(parts)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+        f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>\n'
+        f'<text x="4" y="16" font-size="12" font-weight="bold">dbt nodes per thread</text>\n{body}\n</svg>\n'
+    )
+
+
+def _data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _cell(text: str | None, limit: int = 300) -> str:
+    """One table cell: a single line, pipes escaped, long messages cut."""
+    flat = " ".join((text or "").split()).replace("|", "\\|")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def publish_report(*, project: DbtProject, target: str, run_name: str, steps: Sequence[StepReport]) -> Path:
+    """Save the report on disk and publish it as the Prefect artifact `dbt-run-report-<target>`."""
+    directory = run_directory(project.path, target, run_name)
+    success = all(step.result is not None and step.result.success for step in steps)
+    timeline = render_timeline([node for step in steps if step.result for node in step.result.nodes])
+    title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))
+    markdown = render_markdown(title=title, steps=steps, timeline=timeline, timeline_path=directory / "timeline.svg")
+    write_report(directory, markdown, timeline, steps)
+    create_markdown_artifact(
+        markdown=markdown, key=f"dbt-run-report-{target}", description=f"dbt run report, target {target}"
+    )
+    return directory
+
+
+def report_title(*, target: str, project: str, success: bool, run_name: str, at: datetime) -> str:
+    """The report's heading: outcome first."""
+    outcome = "✅ succeeded" if success else "❌ failed"
+    return f"dbt run {outcome}: `{project}` on target `{target}` ({run_name}, {at:%Y-%m-%d %H:%M} UTC)"

@@ -1,0 +1,57 @@
+"""Reading what a flow run left in the Prefect API, as the tests need it."""
+
+from __future__ import annotations
+
+import re
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+from prefect.client.schemas.objects import FlowRun, TaskRun
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+PAGE = 200  # the API refuses a larger limit
+
+
+def flow_run_name(output: str) -> str:
+    """The name of the flow run whose log is `output`."""
+    match = re.search(r"Beginning flow run '([^']+)' for flow 'pipeline-dbt-complet'", output)
+    assert match, output[-2000:]
+    return match.group(1)
+
+
+def read_flow_run(prefect_api: str, output: str) -> FlowRun:
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name(output)]))
+        )
+    return run
+
+
+def all_task_runs(prefect_api: str, output: str) -> list[TaskRun]:
+    """Every task run of the flow run whose log is `output` (steps and nodes), in start order."""
+    flow_run = read_flow_run(prefect_api, output)
+    runs: list[TaskRun] = []
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        while True:
+            page = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])), limit=PAGE, offset=len(runs)
+            )
+            runs += page
+            if len(page) < PAGE:
+                break
+    return sorted(runs, key=lambda run: run.start_time or run.expected_start_time)
+
+
+def step_runs(runs: list[TaskRun]) -> list[TaskRun]:
+    """The task runs of the dbt steps (those without a parent task run)."""
+    return [run for run in runs if not run.task_inputs.get("__parents__")]
+
+
+def node_runs(runs: list[TaskRun], step: TaskRun) -> list[TaskRun]:
+    """The task runs mirroring the nodes of `step`."""
+    return [run for run in runs if any(parent.id == step.id for parent in run.task_inputs.get("__parents__", []))]
+
+
+def node_unique_id(run: TaskRun) -> str:
+    """The dbt unique id a node's task run mirrors (its task key is `dbt-<type>-<unique id>`)."""
+    return run.task_key.split("-", 2)[2]
