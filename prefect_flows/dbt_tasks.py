@@ -120,7 +120,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     callbacks: list[EventCallback] = [_forward_to(logger)]
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
-        reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name)
+        reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
     if reporter is not None:
         callbacks.append(reporter)
     result = invoke_dbt(

@@ -88,11 +88,13 @@ class NodeRunReporter:
         flow_run_id: The flow run the task runs belong to.
         step_task_run_id: The step's task run, parent of every node's task run.
         step: The step name, used as a tag so a step's nodes can be filtered in the UI.
+        attempt: The step's attempt: a retried node gets a task run per attempt.
     """
 
     flow_run_id: UUID
     step_task_run_id: UUID
     step: str
+    attempt: int = 1
     _runs: dict[str, _NodeRun] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # The step's Prefect run context: dbt calls back from its own threads, which lack it, and the
@@ -157,7 +159,8 @@ class NodeRunReporter:
                 name=name,
                 flow_run_id=self.flow_run_id,
                 task_key=f"dbt-{resource_type}-{unique_id}",
-                dynamic_key=f"{self.step}-{self.step_task_run_id}",
+                # The server keys task runs on (flow run, task key, dynamic key): one per node and attempt.
+                dynamic_key=f"{self.step_task_run_id}-{self.attempt}",
                 empirical_policy=TaskRunPolicy(),
                 tags=[f"dbt:{resource_type}", f"dbt-step:{self.step}"],
                 task_inputs={"__parents__": [TaskRunResult(id=self.step_task_run_id)]},
