@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
@@ -81,28 +81,51 @@ def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, t
         "",
         "## Nodes",
         "",
-        "| node | type | status | duration (s) | rows | message |",
-        "|---|---|---|---|---|---|",
+        "Every node, slowest first: the table artifact `dbt-nodes-<target>` of this flow run.",
     ]
-    for node in sorted(nodes, key=lambda item: -item.execution_time):
-        affected = node.adapter_response.get("rows_affected")
-        rows_text = str(affected) if isinstance(affected, int) and affected >= 0 else ""
-        lines.append(
-            f"| `{node.name}` | {node.resource_type} | {node.status} | "
-            f"{node.execution_time:.2f} | {rows_text} | {_cell(node.message)} |"
-        )
     return "\n".join(lines) + "\n"
 
 
-def render_timeline(nodes: Sequence[NodeResult]) -> str:
-    """An SVG timeline: one lane per dbt thread, one bar per node, coloured by status."""
-    timed = [node for node in nodes if node.started_at and node.completed_at]
+def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
+    """One row per node, slowest first: status, duration, rows affected, message."""
+    nodes = [(step.name, node) for step in steps if step.result for node in step.result.nodes]
+    return [
+        {
+            "node": node.name,
+            "type": node.resource_type,
+            "step": step,
+            "status": node.status,
+            "duration_s": round(node.execution_time, 3),
+            "rows_affected": _rows_affected(node),
+            "failures": node.failures,
+            "message": _cell(node.message, limit=200),
+        }
+        for step, node in sorted(nodes, key=lambda item: -item[1].execution_time)
+    ]
+
+
+def _rows_affected(node: NodeResult) -> int | None:
+    affected = node.adapter_response.get("rows_affected")
+    return affected if isinstance(affected, int) and affected >= 0 else None
+
+
+def render_timeline(steps: Sequence[StepReport]) -> str:
+    """An SVG timeline: one lane per step and dbt thread, one bar per node, coloured by status."""
+    lane_of = {
+        node.unique_id: f"{step.name} · {node.thread.removesuffix(' (worker)') or 'main'}"
+        for step in steps
+        if step.result
+        for node in step.result.nodes
+    }
+    timed = [
+        node for step in steps if step.result for node in step.result.nodes if node.started_at and node.completed_at
+    ]
     if not timed:
         return _svg(_LABEL_WIDTH + _CHART_WIDTH, 40, ['<text x="10" y="25">No node ran.</text>'])
     start = min(node.started_at for node in timed if node.started_at)
     end = max(node.completed_at for node in timed if node.completed_at)
     span = max((end - start).total_seconds(), 1e-3)
-    lanes = sorted({node.thread or "main" for node in timed})
+    lanes = list(dict.fromkeys(lane_of[node.unique_id] for node in timed))
     scale = _CHART_WIDTH / span
     parts = []
     for index, lane in enumerate(lanes):
@@ -113,7 +136,7 @@ def render_timeline(nodes: Sequence[NodeResult]) -> str:
             continue
         x = _LABEL_WIDTH + (node.started_at - start).total_seconds() * scale
         width = max((node.completed_at - node.started_at).total_seconds() * scale, 1.0)
-        y = 30 + lanes.index(node.thread or "main") * _LANE_HEIGHT
+        y = 30 + lanes.index(lane_of[node.unique_id]) * _LANE_HEIGHT
         colour = _FAILED_COLOUR if node.failed else _STATUS_COLOURS.get(node.status, "#1a73e8")
         tooltip = f"{node.unique_id} ({node.status}) {node.execution_time:.2f} s"
         parts.append(
@@ -124,17 +147,12 @@ def render_timeline(nodes: Sequence[NodeResult]) -> str:
     return _svg(_LABEL_WIDTH + _CHART_WIDTH + 20, 60 + len(lanes) * _LANE_HEIGHT, parts)
 
 
-def write_report(directory: Path, markdown: str, timeline: str, steps: Sequence[StepReport]) -> None:
-    """Save the report, its timeline and a JSON summary beside the run's dbt artifacts."""
+def write_report(directory: Path, markdown: str, timeline: str, table: list[dict[str, object]]) -> None:
+    """Save the report, its timeline and the node table beside the run's dbt artifacts."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.md").write_text(markdown, encoding="utf-8")
     (directory / "timeline.svg").write_text(timeline, encoding="utf-8")
-    summary = {
-        step.name: {"success": step.result.success, "nodes": {n.unique_id: n.status for n in step.result.nodes}}
-        for step in steps
-        if step.result is not None
-    }
-    (directory / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (directory / "nodes.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
 
 
 def _axis(span: float, y: int) -> list[str]:
@@ -171,10 +189,12 @@ def publish_report(*, project: DbtProject, target: str, run_name: str, steps: Se
     """Save the report on disk and publish it as the Prefect artifact `dbt-run-report-<target>`."""
     directory = run_directory(project.path, target, run_name)
     success = all(step.result is not None and step.result.success for step in steps)
-    timeline = render_timeline([node for step in steps if step.result for node in step.result.nodes])
+    timeline = render_timeline(steps)
     title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))
     markdown = render_markdown(title=title, steps=steps, timeline=timeline, timeline_path=directory / "timeline.svg")
-    write_report(directory, markdown, timeline, steps)
+    table = node_table(steps)
+    write_report(directory, markdown, timeline, table)
+    create_table_artifact(table=table, key=f"dbt-nodes-{target}", description=f"dbt nodes of the run, target {target}")
     create_markdown_artifact(
         markdown=markdown, key=f"dbt-run-report-{target}", description=f"dbt run report, target {target}"
     )
@@ -183,5 +203,5 @@ def publish_report(*, project: DbtProject, target: str, run_name: str, steps: Se
 
 def report_title(*, target: str, project: str, success: bool, run_name: str, at: datetime) -> str:
     """The report's heading: outcome first."""
-    outcome = "✅ succeeded" if success else "❌ failed"
+    outcome = "succeeded" if success else "FAILED"
     return f"dbt run {outcome}: `{project}` on target `{target}` ({run_name}, {at:%Y-%m-%d %H:%M} UTC)"
