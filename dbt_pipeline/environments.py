@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,8 +65,10 @@ class _Environment(_Settings):
     threads: PositiveInt = Field(default=1, description="dbt threads: how many nodes run at once.")
     dbt_project_dir: Path = Field(description="The dbt project this environment runs.")
     notification_block: str | None = Field(
-        default=None, description="Name of the Prefect notification block alerted on failure."
+        default=None,
+        description="Notification block alerted on failure: a Slack webhook's name, or `<block type slug>/<name>`.",
     )
+    notify_on_success: bool = Field(default=False, description="Also send a summary when a run succeeds.")
 
     _resolve_project_dir = field_validator("dbt_project_dir")(_resolve_path)
 
@@ -173,6 +174,11 @@ class Environments(_Settings):
         return iter(self.environments.values())
 
 
+def target_concurrency_limit(target: str) -> str:
+    """The Prefect global concurrency limit that lets one run at a time use `target`."""
+    return f"dbt-target-{target}"
+
+
 def environments_file_path() -> Path:
     """The environments file in use: $PIPELINE_ENVIRONMENTS_FILE, else the repository's own."""
     return Path(os.environ.get(ENVIRONMENTS_FILE_VARIABLE) or DEFAULT_ENVIRONMENTS_FILE)
@@ -265,8 +271,3 @@ def _allowed_keys(location: list[str], data: Mapping[str, Any]) -> list[str]:
 def _did_you_mean(word: str, candidates: list[str]) -> str:
     matches = difflib.get_close_matches(word, candidates, n=1)
     return f" (did you mean {matches[0]!r}?)" if matches else ""
-
-
-def is_valid_environment_name(name: str) -> bool:
-    """Whether `name` can name an environment (and so a block and a file)."""
-    return re.fullmatch(ENVIRONMENT_NAME_PATTERN, name) is not None

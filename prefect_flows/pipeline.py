@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Annotated
 
 from prefect import flow, get_run_logger
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_dbt_cli_profile
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import load_environments
+from dbt_pipeline.environments import load_environments, target_concurrency_limit
 from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.profiles import (
     DbtCliProfile,
@@ -31,6 +32,7 @@ from dbt_pipeline.profiles import (
     profile_outputs,
     profiles_document,
 )
+from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_results
 
@@ -54,7 +56,7 @@ def prepare_run(target: str, project_dir: str | None) -> RunPlan:
     return RunPlan(target=target, project=project, profile=profile)
 
 
-@flow(name=FLOW_NAME)
+@flow(name=FLOW_NAME, on_failure=[alert_on_failure], on_crashed=[alert_on_crash], on_completion=[summary_on_success])
 def dbt_full_pipeline(
     target: str = "dev",
     project_dir: str | None = None,
@@ -83,7 +85,11 @@ def dbt_full_pipeline(
     artifacts = run_directory(plan.project.path, target, run_name)
     reports: list[StepReport] = []
     failure: BaseException | None = None
-    with private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir:
+    # One run per target at a time: the setup creates this 1-slot limit; a second run waits here.
+    with (
+        concurrency(target_concurrency_limit(target), occupy=1),
+        private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
+    ):
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target)
         for step in plan_steps(plan.project, select=select, full_refresh=full_refresh):
             if failure is not None:  # the steps after a failure do not run, but the report lists them

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect.blocks.core import Block
 from prefect_gcp import GcpCredentials
+from prefect_slack import SlackWebhook
 
 from dbt_pipeline.blocks import find_block
 from dbt_pipeline.dbt_project import DbtProject
@@ -26,6 +27,7 @@ from dbt_pipeline.profiles import AnyTargetConfigs, BigQueryTargetConfigs, DbtCl
 from infrastructure.setup_profiles.credentials import ADC_WARNING, gcp_credentials, service_account_key_path
 
 GCP_PROJECT_VARIABLE = "GOOGLE_CLOUD_PROJECT"
+SLACK_WEBHOOK_VARIABLE = "SLACK_WEBHOOK_URL"
 
 
 class Action(StrEnum):
@@ -136,7 +138,23 @@ def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
             configs = plan.want(names[1], configs.model_copy(update={"credentials": credentials_ref}))
         profile = DbtCliProfile(name=target.project.profile, target=environment.name, target_configs=configs)
         plan.want(environment.profile_block_name, profile)
+    _plan_slack_webhooks(plan, [target.environment for target in resolved])
     return plan
+
+
+def _plan_slack_webhooks(plan: BlockPlan, environments: list[DuckDBEnvironment | BigQueryEnvironment]) -> None:
+    """The Slack webhook blocks the environments name, from $SLACK_WEBHOOK_URL when it is set."""
+    url = os.environ.get(SLACK_WEBHOOK_VARIABLE)
+    names = {env.notification_block.removeprefix("slack-webhook/") for env in environments if env.notification_block}
+    for name in sorted(names):
+        if "/" in name:  # another block type: the user creates it (UI or `prefect block create`)
+            continue
+        if url:
+            plan.want(name, SlackWebhook(url=url))
+        elif find_block(SlackWebhook, name) is None:
+            plan.skip(
+                [name], f"set ${SLACK_WEBHOOK_VARIABLE} to create this Slack webhook block (alerts are off until then)"
+            )
 
 
 def _no_gcp_project_reason(environment: BigQueryEnvironment) -> str:

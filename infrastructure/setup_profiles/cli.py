@@ -15,6 +15,7 @@ from prefect.settings import PREFECT_API_URL
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
 from infrastructure.setup_profiles.blocks import Action, BlockPlan, plan_blocks, resolve_targets
+from infrastructure.setup_profiles.concurrency_limits import LimitChange, apply_limits, plan_limits
 from infrastructure.setup_profiles.credentials import service_account_key_path
 from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
 
@@ -53,21 +54,30 @@ def main(argv: list[str] | None = None) -> int:
         targets = args.target or environments.names
         resolved = resolve_targets(environments, targets)
         blocks = None if args.profiles_only else plan_blocks(resolved, environments.gcp)
+        limits = [] if args.profiles_only else plan_limits(targets)
         keyfile = service_account_key_path(environments.gcp)
         profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=keyfile)
         if not args.dry_run:
             if blocks is not None:
                 blocks.apply()
+            apply_limits(limits)
             for change in profiles:
                 change.apply()
     except PipelineError as error:
         print(f"setup_profiles: {error}", file=sys.stderr)
         return 1
-    _report(environments.source, blocks, profiles, dry_run=args.dry_run)
+    _report(environments.source, blocks, limits, profiles, dry_run=args.dry_run)
     return 0
 
 
-def _report(source: Path, blocks: BlockPlan | None, profiles: list[ProfilesFileChange], *, dry_run: bool) -> None:
+def _report(
+    source: Path,
+    blocks: BlockPlan | None,
+    limits: list[LimitChange],
+    profiles: list[ProfilesFileChange],
+    *,
+    dry_run: bool,
+) -> None:
     words = _WOULD if dry_run else _DONE
     print(f"Environments: {source}")
     actions = []
@@ -77,6 +87,9 @@ def _report(source: Path, blocks: BlockPlan | None, profiles: list[ProfilesFileC
             reason = f": {change.reason}" if change.reason else ""
             print(f"  {words[change.action]:<13} {change.name}{reason}")
             actions.append(change.action)
+        for limit in limits:
+            print(f"  {words[limit.action]:<13} {limit.name} (global concurrency limit: one run at a time)")
+            actions.append(limit.action)
         for note in blocks.notes:
             print(f"  note: {note}")
     for profiles_file in profiles:

@@ -1,0 +1,107 @@
+"""Failure alerts through a notification block, delivered to a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from tests.conftest import Workspace, duckdb_environments
+from tests.prefect_api import read_flow_run
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Records every POST body, as Slack's webhook endpoint would receive it."""
+
+    received: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
+    """A webhook receiver on a free loopback port; yields its URL and the payloads it got."""
+    Receiver.received = []
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/services/hook", Receiver.received
+    finally:
+        server.shutdown()
+
+
+def alerting_environment(workspace: Workspace, project: Path, **settings: object) -> None:
+    document = duckdb_environments(project, workspace.root / "warehouse" / "dev.duckdb", "dev")
+    document["environments"]["dev"].update(notification_block="alerts-dev", **settings)  # type: ignore[index]
+    workspace.write_environments(document)
+
+
+def test_failure_alert_names_target_nodes_counts_and_url(
+    workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    """A failed run posts one message: target, failing node with its error, node counts and the flow run URL."""
+    url, received = receiver
+    (dbt_project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
+    alerting_environment(workspace, dbt_project)
+    workspace.env["SLACK_WEBHOOK_URL"] = url
+    assert "created       alerts-dev" in workspace.setup("--blocks-only").stdout
+    result = workspace.pipeline("--select", "+stg_shop__stores broken_revenue", "--retries", "0")
+    assert result.returncode == 1
+
+    assert len(received) == 1
+    text = str(received[0]["text"])
+    flow_run = read_flow_run(prefect_api, result.stdout + result.stderr)
+    assert "pipeline FAILED on target `dev`" in text
+    assert "`broken_revenue` (error): " in text
+    assert "no_such_table" in text
+    assert "Nodes: 2 passed, 1 failed, 0 skipped" in text
+    assert f"/runs/flow-run/{flow_run.id}" in text
+
+
+def test_unreachable_receiver_leaves_the_run_state_alone(
+    workspace: Workspace, dbt_project: Path, prefect_api: str
+) -> None:
+    """With the webhook down, the alert is a logged warning and the run keeps its own state and exit code."""
+    alerting_environment(workspace, dbt_project)
+    workspace.env["SLACK_WEBHOOK_URL"] = "http://127.0.0.1:9/services/down"  # discard port: nothing listens
+    workspace.setup("--blocks-only")
+    (dbt_project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
+    result = workspace.pipeline("--select", "broken_revenue", "--retries", "0")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Could not send the FAILED alert for target 'dev'" in output
+    flow_run = read_flow_run(prefect_api, output)
+    assert flow_run.state_type is not None
+    assert flow_run.state_type.value == "FAILED"
+
+
+def test_success_summary_when_asked(
+    workspace: Workspace, dbt_project: Path, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    """notify_on_success sends a summary of a successful run; without it a success stays silent."""
+    url, received = receiver
+    alerting_environment(workspace, dbt_project, notify_on_success=True)
+    workspace.env["SLACK_WEBHOOK_URL"] = url
+    workspace.setup("--blocks-only")
+    assert workspace.pipeline("--select", "raw_stores").returncode == 0
+    assert len(received) == 1
+    assert "pipeline succeeded on target `dev`" in str(received[0]["text"])
+    assert "Nodes: " in str(received[0]["text"])
+
+    alerting_environment(workspace, dbt_project)
+    assert workspace.pipeline("--select", "raw_stores").returncode == 0
+    assert len(received) == 1
