@@ -113,13 +113,15 @@ def copy_project(source: Path, destination: Path, database: Path) -> Path:
 
 def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Run a command; return its wall seconds and peak RSS in MiB (from the kernel's rusage)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        stderr = process.stderr.read().decode()[-3000:] if process.stderr else ""
-        raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
+    # Output goes to a file: a pipe nobody reads until the end fills up and blocks the process.
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{log.read().decode()[-3000:]}")
     return wall, usage.ru_maxrss / 1024
 
 

@@ -51,6 +51,8 @@ class DbtInvocation:
             "--target-path", f"target/{self.target}",
             # dbt's lines reach the console through Prefect's logger; dbt's own stdout would double them.
             "--log-level", "none",
+            # ...but its debug log file stays, as with the dbt CLI: error messages point at it.
+            "--log-level-file", "debug",
             "--no-use-colors",
             # No network calls a run does not need: offline they only add a timeout.
             "--no-send-anonymous-usage-stats",

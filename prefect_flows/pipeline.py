@@ -34,7 +34,7 @@ from dbt_pipeline.profiles import (
 )
 from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
-from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_results
+from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
 
@@ -103,7 +103,7 @@ def dbt_full_pipeline(
                 failure = outcome
             result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
             reports.append(StepReport(step.name, result))
-            save_step_results(artifacts, step.name, plan.project.path, target)
+            save_step_artifacts(artifacts, step.name, plan.project.path, target)
     publish_report(project=plan.project, target=target, run_name=run_name, steps=reports)
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,12 +42,20 @@ def run_directory(project_path: Path, target: str, run_name: str) -> Path:
     return project_path / "target" / target / "runs" / run_name
 
 
-def save_step_results(directory: Path, step: str, project_path: Path, target: str) -> None:
-    """Keep a copy of the step's run_results.json: the next step's would overwrite it."""
-    source = project_path / "target" / target / "run_results.json"
-    if source.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"{step}.run_results.json").write_bytes(source.read_bytes())
+DOCS_FILES = ("index.html", "catalog.json", "manifest.json")
+
+
+def save_step_artifacts(directory: Path, step: str, project_path: Path, target: str) -> None:
+    """Keep the step's run_results.json (the next step would overwrite it) and, after docs
+    generate, the docs site of this run (`docs/`, servable as static files)."""
+    target_path = project_path / "target" / target
+    directory.mkdir(parents=True, exist_ok=True)
+    if (target_path / "run_results.json").is_file():
+        shutil.copyfile(target_path / "run_results.json", directory / f"{step}.run_results.json")
+    if step == "docs-generate" and (target_path / "catalog.json").is_file():
+        (directory / "docs").mkdir(exist_ok=True)
+        for name in DOCS_FILES:
+            shutil.copyfile(target_path / name, directory / "docs" / name)
 
 
 def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, timeline_path: Path) -> str:
@@ -75,6 +84,16 @@ def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, t
         for node in failed:
             rows = f" ({node.failures} failing rows)" if node.failures else ""
             lines.append(f"- `{node.unique_id}` **{node.status}**{rows}: {_cell(node.message)}")
+    docs = timeline_path.parent / "docs" / "index.html"
+    if docs.is_file():
+        lines += [
+            "",
+            "## Docs",
+            "",
+            f"dbt docs of this run: `{docs}`",
+            "",
+            f"Serve them: `{serve_docs_command(docs.parent)}`",
+        ]
     lines += ["", "## Timeline", "", f"![timeline of node durations per thread]({_data_uri(timeline)})", ""]
     lines.append(f"Saved as `{timeline_path}`.")
     lines += [
@@ -107,6 +126,11 @@ def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
 def _rows_affected(node: NodeResult) -> int | None:
     affected = node.adapter_response.get("rows_affected")
     return affected if isinstance(affected, int) and affected >= 0 else None
+
+
+def serve_docs_command(docs_dir: Path) -> str:
+    """The one command that serves a run's dbt docs on http://127.0.0.1:8080."""
+    return f"uv run python -m http.server 8080 --bind 127.0.0.1 --directory {docs_dir}"
 
 
 def render_timeline(steps: Sequence[StepReport]) -> str:

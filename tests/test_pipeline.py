@@ -58,6 +58,9 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert_nodes_mirror_run_results(runs, run_dir)
     report = (run_dir / "report.md").read_text()
     assert "dbt run succeeded" in report
+    assert (run_dir / "docs" / "index.html").is_file()
+    assert "catalog.json" in {path.name for path in (run_dir / "docs").iterdir()}
+    assert f"--directory {run_dir / 'docs'}" in report
     nodes = {row["node"]: row for row in json.loads((run_dir / "nodes.json").read_text())}
     assert len(nodes) == 264
     assert (nodes["orders"]["status"], nodes["raw_orders"]["rows_affected"]) == ("success", 800)
@@ -103,6 +106,9 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert "model.shop_analytics.broken_revenue (error)" in result.stderr
     assert "no_such_table" in result.stderr
     assert "`dbt run --target dev` failed" in result.stderr
+    log = dbt_project / "logs" / "dbt.log"
+    assert f"dbt's full log: {log}" in result.stderr
+    assert "no_such_table" in log.read_text()
 
     output = result.stdout + result.stderr
     runs = all_task_runs(prefect_api, output)
