@@ -39,16 +39,19 @@ class DbtInvocation:
     profiles_dir: Path
     target: str
 
-    def args(self, command: Sequence[str]) -> list[str]:
-        """The full argument list for `dbt <command>` in this run."""
+    def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
+        """The full argument list for `dbt <command>` in this run.
+
+        `target_path` defaults to `target/<target>`; None leaves it out (`dbt debug` refuses it).
+        """
+        if target_path == "":
+            target_path = f"target/{self.target}"
         return [
             *command,
             "--project-dir", str(self.project.path),
             "--profiles-dir", str(self.profiles_dir),
             "--profile", self.project.profile,
             "--target", self.target,
-            # One folder of artifacts per target: dev and prod runs never overwrite each other.
-            "--target-path", f"target/{self.target}",
             # dbt's lines reach the console through Prefect's logger; dbt's own stdout would double them.
             "--log-level", "none",
             # ...but its debug log file stays, as with the dbt CLI: error messages point at it.
@@ -56,6 +59,8 @@ class DbtInvocation:
             "--no-use-colors",
             # No network calls a run does not need: offline they only add a timeout.
             "--no-send-anonymous-usage-stats",
+            # One folder of artifacts per target: dev and prod runs never overwrite each other.
+            *(("--target-path", target_path) if target_path else ()),
         ]  # fmt: skip
 
 

@@ -1,0 +1,7 @@
+"""Entry point of `python -m infrastructure.doctor`."""
+
+import sys
+
+from infrastructure.doctor.checks import main
+
+sys.exit(main())

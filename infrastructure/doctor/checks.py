@@ -1,0 +1,212 @@
+"""`python -m infrastructure.doctor --target NAME`: is this target ready to run?
+
+Checks, in order, what a run needs: the environments file, the target, its profile block, the
+credentials, the dbt project (it parses with the rendered profile), the warehouse (dbt connects),
+the one-run-per-target concurrency limit and the notification block. Prints a checklist with the
+fix for each failure and exits 1 if any check fails. It changes nothing and sends no alert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+
+from dbt_pipeline.blocks import SETUP_COMMAND, load_dbt_cli_profile
+from dbt_pipeline.dbt_invocation import invoke_dbt
+from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.environments import (
+    BigQueryEnvironment,
+    DuckDBEnvironment,
+    Environments,
+    load_environments,
+    target_concurrency_limit,
+)
+from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.profiles import (
+    BigQueryTargetConfigs,
+    DbtCliProfile,
+    private_profiles_dir,
+    profile_outputs,
+    profiles_document,
+)
+from prefect_flows.alerts import load_notification_block
+from prefect_flows.dbt_tasks import DbtInvocation
+
+
+class CheckFailedError(Exception):
+    """A check's failure: its message says what is wrong, `fix` what to do."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+@dataclass
+class Doctor:
+    """Runs the checks of one target, each seeing what the earlier ones found."""
+
+    target: str
+    environments_file: Path | None = None
+    results: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, name, detail, fix)
+    environments: Environments | None = None
+    environment: DuckDBEnvironment | BigQueryEnvironment | None = None
+    profile: DbtCliProfile | None = None
+    project: DbtProject | None = None
+
+    def check(self, name: str, needs: tuple[str, ...], run: Callable[[], str]) -> None:
+        """Run one check unless a check it needs failed; record ok / FAIL / skip."""
+        missing = [need for need in needs if getattr(self, need) is None]
+        if missing:
+            self.results.append(("skip", name, f"not checked: needs {', '.join(missing)}", ""))
+            return
+        try:
+            self.results.append(("ok", name, run(), ""))
+        except CheckFailedError as failure:
+            self.results.append(("FAIL", name, str(failure), failure.fix))
+        except PipelineError as failure:
+            self.results.append(("FAIL", name, str(failure), ""))
+
+    def run_all(self) -> bool:
+        self.check("environments file", (), self._environments_file)
+        self.check("target", ("environments",), self._target)
+        self.check("profile block", ("environment",), self._profile_block)
+        self.check("credentials", ("profile",), self._credentials)
+        self.check("dbt project", ("environment",), self._dbt_project)
+        self.check("dbt parse", ("profile", "project"), lambda: self._dbt(["parse"], "parses"))
+        self.check("warehouse", ("profile", "project"), self._warehouse)
+        self.check("concurrency limit", ("environment",), self._concurrency_limit)
+        self.check("notification block", ("environment",), self._notification_block)
+        return not any(status == "FAIL" for status, *_ in self.results)
+
+    def _environments_file(self) -> str:
+        self.environments = load_environments(self.environments_file)
+        return str(self.environments.source)
+
+    def _target(self) -> str:
+        assert self.environments is not None
+        self.environment = self.environments.get(self.target)
+        return f"{self.target} ({self.environment.adapter}, {self.environment.threads} threads)"
+
+    def _profile_block(self) -> str:
+        assert self.environment is not None
+        self.profile = load_dbt_cli_profile(self.environment.profile_block_name, target=self.target)
+        adapter = self.profile.target_configs.type
+        if adapter != self.environment.adapter:
+            fix = f"{SETUP_COMMAND} --target {self.target}"
+            raise CheckFailedError(
+                f"the block is for {adapter}, the environments file says {self.environment.adapter}", fix
+            )
+        return self.environment.profile_block_name
+
+    def _credentials(self) -> str:
+        assert self.profile is not None
+        configs = self.profile.target_configs
+        if isinstance(configs, BigQueryTargetConfigs):
+            credentials = configs.credentials
+            try:
+                google_credentials = credentials.get_credentials_from_service_account()
+            except Exception as error:
+                raise CheckFailedError(
+                    f"unusable GCP credentials ({type(error).__name__})",
+                    "set GOOGLE_APPLICATION_CREDENTIALS and rerun the setup",
+                ) from None
+            email = getattr(google_credentials, "service_account_email", "application default credentials")
+            return f"{email} on project {configs.project or credentials.project}"
+        database = Path(profile_outputs(configs)["path"])
+        directory = next(parent for parent in (database.parent, *database.parents) if parent.exists())
+        if not os.access(directory, os.W_OK):
+            raise CheckFailedError(
+                f"{directory} is not writable",
+                f"fix its permissions or change path in {self.environments_file or 'the environments file'}",
+            )
+        return f"DuckDB file {database} (no credentials needed)"
+
+    def _dbt_project(self) -> str:
+        assert self.environment is not None
+        self.project = DbtProject.load(self.environment.dbt_project_dir)
+        return f"{self.project.name} at {self.project.path} (profile {self.project.profile})"
+
+    def _dbt(self, command: list[str], verb: str) -> str:
+        assert self.profile is not None
+        assert self.project is not None
+        outputs = profile_outputs(self.profile.target_configs)
+        document = profiles_document(self.project.profile, self.target, outputs)
+        with private_profiles_dir(document) as profiles_dir, tempfile.TemporaryDirectory() as scratch:
+            invocation = DbtInvocation(self.project, profiles_dir, self.target)
+            # Artifacts go to a scratch folder: the doctor leaves the project's target/ alone.
+            target_path = None if command[0] == "debug" else scratch
+            args = [*invocation.args(command, target_path=target_path), "--log-path", scratch]
+            result = invoke_dbt(
+                args, command=f"dbt {' '.join(command)} --target {self.target}", project_dir=self.project.path
+            )
+        if not result.success:
+            raise CheckFailedError(
+                result.error or f"`{result.command}` failed",
+                f"run `cd {self.project.path} && {result.command}` to see why",
+            )
+        return f"`{result.command}` {verb}"
+
+    def _warehouse(self) -> str:
+        assert self.profile is not None
+        outputs = profile_outputs(self.profile.target_configs)
+        if outputs["type"] == "duckdb" and not Path(outputs["path"]).exists():
+            # Connecting would create the file: the doctor changes nothing, the first run creates it.
+            return f"DuckDB file {outputs['path']} does not exist yet: the first run creates it"
+        return self._dbt(["debug", "--connection"], "answers")
+
+    def _concurrency_limit(self) -> str:
+        name = target_concurrency_limit(self.target)
+        with get_client(sync_client=True) as client:
+            try:
+                limit = client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                raise CheckFailedError(
+                    f"{name} does not exist: two runs on {self.target} could overlap",
+                    f"{SETUP_COMMAND} --target {self.target}",
+                ) from None
+        return f"{name}: {limit.limit} run at a time"
+
+    def _notification_block(self) -> str:
+        assert self.environment is not None
+        name = self.environment.notification_block
+        if name is None:
+            return "none configured (failures are not alerted): set notification_block to enable alerts"
+        try:
+            block = load_notification_block(name)
+        except PipelineError:
+            raise
+        except Exception as error:  # a missing block, an unreachable API: say which
+            raise CheckFailedError(
+                f"{name}: {error}", f"SLACK_WEBHOOK_URL=... {SETUP_COMMAND} --target {self.target}"
+            ) from None
+        return f"{name} ({type(block).__name__})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the checklist; exit 1 if a check failed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m infrastructure.doctor", description="Check that a target is ready to run."
+    )
+    parser.add_argument("--target", default="dev", help="environment to check (default: dev)")
+    parser.add_argument(
+        "--environments-file",
+        type=Path,
+        help="default: $PIPELINE_ENVIRONMENTS_FILE or infrastructure/environments.yaml",
+    )
+    args = parser.parse_args(argv)
+    doctor = Doctor(args.target, args.environments_file)
+    healthy = doctor.run_all()
+    print(f"doctor: target {args.target!r}")
+    for status, name, detail, fix in doctor.results:
+        print(f"  [{status:^4}] {name:<19} {detail}")
+        if fix:
+            print(f"         {'':<19} fix: {fix}")
+    print("Ready to run." if healthy else "Not ready: fix the failures above, then run the doctor again.")
+    return 0 if healthy else 1
