@@ -32,6 +32,10 @@ TRANSIENT_ERROR_PATTERNS = re.compile(
 )
 
 
+# BigQuery's own error when a query would bill more than `maximum_bytes_billed`.
+BYTES_BILLED_LIMIT = re.compile(r"exceeded limit for bytes billed", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class NodeResult:
     """What dbt reported for one node (model, seed, snapshot or test) of a command."""
@@ -98,6 +102,11 @@ class DbtCommandResult:
         if failed:
             lines.append(f"{len(failed)} of {len(self.nodes)} nodes failed:")
             lines.extend(f"  - {node.unique_id} ({node.status}): {_first_lines(node.message)}" for node in failed)
+        if any(BYTES_BILLED_LIMIT.search(node.message or "") for node in failed):
+            lines.append(
+                "Cost guard: BigQuery refused a query that would bill more than the target's maximum_bytes_billed. "
+                "Make the model cheaper (partitions, filters) or raise maximum_bytes_billed in the environments file."
+            )
         lines.append(f"dbt's full log: {self.log_path}")
         return "\n".join(lines)
 

@@ -106,6 +106,11 @@ class BigQueryEnvironment(_Environment):
     table_expiration_days: PositiveInt | None = Field(
         default=None, description="Default table expiration Terraform sets on the dataset."
     )
+    api_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",
+    )
     labels: dict[str, str] = Field(default_factory=dict)
 
 

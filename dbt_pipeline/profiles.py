@@ -70,6 +70,8 @@ def target_configs_for(
     }
     if environment.maximum_bytes_billed is not None:
         extras["maximum_bytes_billed"] = environment.maximum_bytes_billed
+    if environment.api_endpoint is not None:
+        extras["api_endpoint"] = environment.api_endpoint
     return BigQueryTargetConfigs(
         schema=environment.dataset,
         project=environment.project or project,

@@ -69,6 +69,10 @@ def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, t
         + " · ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
         + f" · node time {sum(node.execution_time for node in nodes):.1f} s"
     )
+    billed = [node.adapter_response["bytes_billed"] for node in nodes if "bytes_billed" in node.adapter_response]
+    if billed:
+        processed = sum(node.adapter_response.get("bytes_processed") or 0 for node in nodes)
+        lines.append(f"\n**BigQuery**: {_bytes(processed)} processed · {_bytes(sum(billed))} billed")
     lines += ["", "## Steps", "", "| step | command | status | nodes |", "|---|---|---|---|"]
     for step in steps:
         if step.result is None:
@@ -116,6 +120,8 @@ def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
             "status": node.status,
             "duration_s": round(node.execution_time, 3),
             "rows_affected": _rows_affected(node),
+            "bytes_processed": node.adapter_response.get("bytes_processed"),
+            "bytes_billed": node.adapter_response.get("bytes_billed"),
             "failures": node.failures,
             "message": _cell(node.message, limit=200),
         }
@@ -201,6 +207,14 @@ def _svg(width: float, height: float, parts: list[str]) -> str:
 
 def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
 
 
 def _cell(text: str | None, limit: int = 300) -> str:
