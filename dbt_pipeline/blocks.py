@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from prefect.exceptions import PrefectHTTPStatusError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL
 
 from dbt_pipeline.errors import BlockNotFoundError, PrefectApiError
-from dbt_pipeline.profiles import DbtCliProfile
 
 SETUP_COMMAND = "uv run python -m infrastructure.setup_profiles --blocks-only"
+PROFILE_BLOCK_TYPE = "dbt-cli-profile"
 
 BlockT = TypeVar("BlockT", bound=Block)
 
@@ -35,32 +35,26 @@ def load_block(block_class: type[BlockT], name: str, *, target: str | None = Non
         raise PrefectApiError(_unreachable(error)) from None
 
 
-def load_dbt_cli_profile(name: str, *, target: str | None = None) -> DbtCliProfile:
-    """Load a `DbtCliProfile` block with its target configs of the right type.
+def load_profile_data(name: str, *, target: str) -> dict[str, Any]:
+    """The data of the `DbtCliProfile` block `name`, nested target configs and secrets included.
 
-    prefect-dbt picks the target configs' class from a `block_type_slug` key that the API leaves out
-    of a *named* nested block, so a profile referencing `bigquery-target-configs-{env}` loads it as
-    plain `TargetConfigs`, without credentials. We reload the referenced block with its own class.
+    The flow reads the block as data rather than through prefect-dbt's classes: the same block,
+    without importing prefect-dbt and prefect-gcp into every run (see dbt_pipeline.profile_blocks).
     """
-    profile = load_block(DbtCliProfile, name, target=target)
-    with get_client(sync_client=True) as client:
-        document = client.read_block_document_by_name(name=name, block_type_slug=DbtCliProfile.get_block_type_slug())
-    reference = (document.block_document_references or {}).get("target_configs")
-    if reference and not reference["block_document"].get("is_anonymous"):
-        referenced = reference["block_document"]
-        configs_class = Block.get_block_class_from_key(referenced["block_type"]["slug"])
-        profile.target_configs = load_block(configs_class, referenced["name"], target=target)
-    return profile
-
-
-def find_block(block_class: type[BlockT], name: str) -> BlockT | None:
-    """The block `name` if it exists, else None (the setup's view: absent means "to create")."""
     try:
-        if issubclass(block_class, DbtCliProfile):
-            return cast(BlockT, load_dbt_cli_profile(name))
-        return load_block(block_class, name)
-    except BlockNotFoundError:
-        return None
+        with get_client(sync_client=True) as client:
+            document = client.read_block_document_by_name(
+                name=name, block_type_slug=PROFILE_BLOCK_TYPE, include_secrets=True
+            )
+    except ObjectNotFound:
+        msg = (
+            f"Prefect block {name!r} (dbt CLI Profile) not found on this Prefect API. "
+            f"Create it with: {SETUP_COMMAND} --target {target}"
+        )
+        raise BlockNotFoundError(msg) from None
+    except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
+        raise PrefectApiError(_unreachable(error)) from None
+    return dict(document.data)
 
 
 def _unreachable(error: Exception) -> str:

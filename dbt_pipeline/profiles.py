@@ -1,8 +1,8 @@
-"""dbt profiles: from an environment to prefect-dbt target configs, and from those to profiles.yml.
+"""dbt profiles: from target configs (block data) to profiles.yml, on disk or for one run.
 
-One path serves the setup and the flow. The setup turns each environment into the target configs it
-stores in Prefect blocks and renders the local `dbt/profiles.yml` from the same objects; the flow
-renders the profile from the block it loads. What a run uses is therefore what the setup stored.
+One renderer serves the setup and the flow. The setup renders the local `dbt/profiles.yml` from
+the target configs it stores in Prefect blocks; the flow renders the profile of a run from the
+block it loads. What a run uses is therefore what the setup stored.
 
 Secrets never reach a file that outlives a run: the local profiles.yml names a key *file*, and the
 profile rendered for a run (which may carry the key's content) lives in a private temporary
@@ -14,97 +14,51 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any
 
 import yaml
-from prefect_gcp import GcpCredentials
-
-from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment
-
-# The seed's contract names prefect-dbt's `DbtCliProfile` blocks, which live in `prefect_dbt.cli`;
-# importing it warns that the module is deprecated in favour of prefect_dbt.core, which has no block
-# for a profile. The blocks are what our users load by name, so we keep them and silence the warning.
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", message="prefect_dbt.cli is deprecated", category=UserWarning)
-    from prefect_dbt.cli import BigQueryTargetConfigs, DbtCliProfile, TargetConfigs
 
 __all__ = [
-    "AnyTargetConfigs",
-    "BigQueryTargetConfigs",
-    "DbtCliProfile",
-    "TargetConfigs",
     "ensure_database_dir",
     "private_profiles_dir",
     "profile_outputs",
     "profiles_document",
-    "target_configs_for",
     "write_private_file",
 ]
 
-AnyTargetConfigs: TypeAlias = TargetConfigs | BigQueryTargetConfigs
 
+def profile_outputs(configs: Mapping[str, Any], *, keyfile: Path | None = None) -> dict[str, Any]:
+    """The `outputs.<target>` mapping of profiles.yml, from target configs as data.
 
-def target_configs_for(
-    environment: DuckDBEnvironment | BigQueryEnvironment,
-    *,
-    project: str | None = None,
-    credentials: GcpCredentials | None = None,
-) -> AnyTargetConfigs:
-    """The prefect-dbt target configs that describe `environment` (credentials for BigQuery)."""
-    if isinstance(environment, DuckDBEnvironment):
-        return TargetConfigs(
-            type="duckdb",
-            schema=environment.schema_,
-            threads=environment.threads,
-            extras={"path": str(environment.path)},
-        )
-    extras: dict[str, Any] = {
-        "location": environment.location,
-        "job_execution_timeout_seconds": environment.job_execution_timeout_seconds,
-        "job_retries": environment.job_retries,
-        "priority": environment.priority,
-    }
-    if environment.maximum_bytes_billed is not None:
-        extras["maximum_bytes_billed"] = environment.maximum_bytes_billed
-    if environment.api_endpoint is not None:
-        extras["api_endpoint"] = environment.api_endpoint
-    return BigQueryTargetConfigs(
-        schema=environment.dataset,
-        project=environment.project or project,
-        threads=environment.threads,
-        credentials=credentials,
-        extras=extras,
-    )
-
-
-def profile_outputs(configs: AnyTargetConfigs, *, keyfile: Path | None = None) -> dict[str, Any]:
-    """The `outputs.<target>` mapping of profiles.yml for these target configs.
+    `configs` is the data of a prefect-dbt target configs block: what the Prefect API returns for
+    a block document, or a block's `model_dump`. Working on data lets the flow render a profile
+    without importing prefect-dbt and prefect-gcp (and with them pandas and Google's clients).
 
     For BigQuery, `keyfile` replaces the key content stored in the block by a path to it, so the
     local profiles.yml never holds a secret. Without a key, dbt authenticates with Application
     Default Credentials itself (`method: oauth`) rather than with a token baked into the file, as
     prefect-dbt does, which would expire within the hour.
     """
-    if not isinstance(configs, BigQueryTargetConfigs):
-        return cast(dict[str, Any], configs.get_configs())
-    outputs: dict[str, Any] = {
-        "type": "bigquery",
-        "project": configs.project or configs.credentials.project,
-        "dataset": configs.schema_,
-        "threads": configs.threads,
-        **(configs.extras or {}),
+    common = {
+        "type": configs["type"],
+        "schema": configs.get("schema", configs.get("schema_")),
+        "threads": configs["threads"],
+        **(configs.get("extras") or {}),
     }
-    credentials = configs.credentials
+    if configs["type"] != "bigquery":
+        return common
+    credentials = configs.get("credentials") or {}
+    outputs: dict[str, Any] = {"project": configs.get("project") or credentials.get("project"), **common}
+    outputs["dataset"] = outputs.pop("schema")
     if keyfile is not None:
         outputs.update(method="service-account", keyfile=str(keyfile))
-    elif credentials.service_account_info is not None:
-        outputs.update(method="service-account-json", keyfile_json=credentials.service_account_info.get_secret_value())
-    elif credentials.service_account_file is not None:
-        outputs.update(method="service-account", keyfile=str(credentials.service_account_file))
+    elif credentials.get("service_account_info"):
+        outputs.update(method="service-account-json", keyfile_json=dict(credentials["service_account_info"]))
+    elif credentials.get("service_account_file"):
+        outputs.update(method="service-account", keyfile=str(credentials["service_account_file"]))
     else:
         outputs["method"] = "oauth"
     return outputs

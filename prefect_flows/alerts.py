@@ -19,7 +19,6 @@ from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_UI_URL
-from prefect_slack import SlackWebhook
 
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
@@ -75,7 +74,12 @@ def flow_run_url(flow_run: FlowRun) -> str:
 
 def load_notification_block(name: str) -> NotificationBlock:
     """`slug/name` loads any notification block type; a bare name is a Slack webhook."""
-    block = Block.load(name) if "/" in name else SlackWebhook.load(name)
+    if "/" in name:
+        block = Block.load(name)
+    else:
+        from prefect_slack import SlackWebhook  # only when alerting: it pulls in slack_sdk and aiohttp
+
+        block = SlackWebhook.load(name)
     if not isinstance(block, NotificationBlock):
         msg = f"Block {name!r} is a {type(block).__name__}, not a notification block (e.g. slack-webhook/NAME)."
         raise PipelineError(msg)

@@ -29,6 +29,12 @@ from prefect_flows.node_runs import NodeRunReporter
 
 # dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
 _LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+# dbt's line per node ("1 of 28 START ...", "1 of 28 OK created ..."): each node is its own task run
+# already, so these go to DEBUG; at INFO they would double the logs and cost time on large projects.
+_PER_NODE_EVENTS = frozenset(
+    {"LogStartLine", "LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult",
+     "LogNodeNoOpResult", "LogFreshnessResult", "SkippingDetails"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,11 @@ def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) 
     def forward(event: EventMsg) -> None:
         info = event.info
         level = _LOG_LEVELS.get(info.level)
-        if level is not None and info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
+        if level is None or not info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
+            return
+        if level == logging.INFO and info.name in _PER_NODE_EVENTS:
+            level = logging.DEBUG
+        if logger.isEnabledFor(level):
             logger.log(level, info.msg)  # type: ignore[attr-defined]
 
     return forward

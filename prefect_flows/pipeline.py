@@ -13,25 +13,19 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from dbt_pipeline.blocks import load_dbt_cli_profile
+from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import load_environments, target_concurrency_limit
 from dbt_pipeline.errors import PipelineError
-from dbt_pipeline.profiles import (
-    DbtCliProfile,
-    ensure_database_dir,
-    private_profiles_dir,
-    profile_outputs,
-    profiles_document,
-)
+from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
@@ -45,13 +39,13 @@ class RunPlan:
 
     target: str
     project: DbtProject
-    profile: DbtCliProfile
+    profile: dict[str, Any]  # the data of the dbt-cli-profile-{target} block
 
 
 def prepare_run(target: str, project_dir: str | None) -> RunPlan:
     """Check the target, load its profile block and find the dbt project, or raise a clear error."""
     environment = load_environments().get(target)
-    profile = load_dbt_cli_profile(environment.profile_block_name, target=target)
+    profile = load_profile_data(environment.profile_block_name, target=target)
     project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
     return RunPlan(target=target, project=project, profile=profile)
 
@@ -79,7 +73,7 @@ def dbt_full_pipeline(
     plan = prepare_run(target, project_dir)
     logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
 
-    outputs = profile_outputs(plan.profile.target_configs)
+    outputs = profile_outputs(plan.profile["target_configs"])
     ensure_database_dir(outputs)
     run_name = flow_run.get_name() or "local"
     artifacts = run_directory(plan.project.path, target, run_name)

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect_gcp import GcpCredentials
 
 from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment
-from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document, target_configs_for
+from dbt_pipeline.profile_blocks import configs_data, target_configs_for
+from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_duckdb_outputs() -> None:
     environment = DuckDBEnvironment.model_validate(
         {"name": "dev", "adapter": "duckdb", "path": "/data/dev.duckdb", "dbt_project_dir": "/p", "threads": 1}
     )
-    outputs = profile_outputs(target_configs_for(environment))
+    outputs = profile_outputs(configs_data(target_configs_for(environment)))
     assert outputs == {"type": "duckdb", "path": "/data/dev.duckdb", "schema": "main", "threads": 1}
 
 
@@ -61,7 +62,7 @@ def test_bigquery_outputs_from_block_carry_settings_and_key(service_account_key:
     configs = target_configs_for(
         bigquery_environment(location="EU", maximum_bytes_billed=1000), project="my-project", credentials=credentials
     )
-    outputs = profile_outputs(configs)
+    outputs = profile_outputs(configs_data(configs))
     assert outputs["method"] == "service-account-json"
     assert outputs["keyfile_json"]["private_key"] == service_account_key["private_key"]
     keys = ("type", "project", "dataset", "location", "threads", "maximum_bytes_billed")
@@ -75,7 +76,7 @@ def test_local_bigquery_outputs_name_the_key_file(service_account_key: dict[str,
     """For the local profiles.yml the key is referenced by path: its content is not in the output."""
     credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
     configs = target_configs_for(bigquery_environment(), project="my-project", credentials=credentials)
-    outputs = profile_outputs(configs, keyfile=tmp_path / "key.json")
+    outputs = profile_outputs(configs_data(configs), keyfile=tmp_path / "key.json")
     assert outputs["method"] == "service-account"
     assert outputs["keyfile"] == str(tmp_path / "key.json")
     assert service_account_key["private_key"] not in yaml.safe_dump(outputs)

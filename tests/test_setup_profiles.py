@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_gcp import GcpCredentials
 
-from dbt_pipeline.blocks import load_dbt_cli_profile
-from dbt_pipeline.profiles import BigQueryTargetConfigs, DbtCliProfile
+from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, load_dbt_cli_profile
 from tests.conftest import Workspace
 
 
@@ -78,7 +77,8 @@ def test_dry_run_writes_nothing(workspace: Workspace, dbt_project: Path, api: No
     )
     result = workspace.setup("--dry-run")
     assert "would create  dbt-cli-profile-dryrun" in result.stdout
-    assert "Dry run: 2 change(s) planned, nothing written." in result.stdout
+    assert "would create  dbt-target-dryrun (global concurrency limit" in result.stdout
+    assert "Dry run: 3 change(s) planned, nothing written." in result.stdout
     assert not (dbt_project / "profiles.yml").exists()
     with pytest.raises(ValueError, match="Unable to find block document"):
         DbtCliProfile.load("dbt-cli-profile-dryrun")

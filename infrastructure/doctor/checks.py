@@ -18,7 +18,7 @@ from pathlib import Path
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
-from dbt_pipeline.blocks import SETUP_COMMAND, load_dbt_cli_profile
+from dbt_pipeline.blocks import SETUP_COMMAND
 from dbt_pipeline.dbt_invocation import invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import (
@@ -29,13 +29,8 @@ from dbt_pipeline.environments import (
     target_concurrency_limit,
 )
 from dbt_pipeline.errors import PipelineError
-from dbt_pipeline.profiles import (
-    BigQueryTargetConfigs,
-    DbtCliProfile,
-    private_profiles_dir,
-    profile_outputs,
-    profiles_document,
-)
+from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, configs_data, load_dbt_cli_profile
+from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
 from prefect_flows.alerts import load_notification_block
 from prefect_flows.dbt_tasks import DbtInvocation
 
@@ -136,7 +131,7 @@ class Doctor:
     def _dbt(self, command: list[str], verb: str) -> str:
         assert self.profile is not None
         assert self.project is not None
-        outputs = profile_outputs(self.profile.target_configs)
+        outputs = profile_outputs(configs_data(self.profile.target_configs))
         document = profiles_document(self.project.profile, self.target, outputs)
         with private_profiles_dir(document) as profiles_dir, tempfile.TemporaryDirectory() as scratch:
             invocation = DbtInvocation(self.project, profiles_dir, self.target)
@@ -155,7 +150,7 @@ class Doctor:
 
     def _warehouse(self) -> str:
         assert self.profile is not None
-        outputs = profile_outputs(self.profile.target_configs)
+        outputs = profile_outputs(configs_data(self.profile.target_configs))
         if outputs["type"] == "duckdb" and not Path(outputs["path"]).exists():
             # Connecting would create the file: the doctor changes nothing, the first run creates it.
             return f"DuckDB file {outputs['path']} does not exist yet: the first run creates it"

@@ -20,10 +20,17 @@ from prefect.blocks.core import Block
 from prefect_gcp import GcpCredentials
 from prefect_slack import SlackWebhook
 
-from dbt_pipeline.blocks import find_block
+from dbt_pipeline.blocks import load_block
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment, Environments, GcpSettings
-from dbt_pipeline.profiles import AnyTargetConfigs, BigQueryTargetConfigs, DbtCliProfile, target_configs_for
+from dbt_pipeline.errors import BlockNotFoundError
+from dbt_pipeline.profile_blocks import (
+    AnyTargetConfigs,
+    BigQueryTargetConfigs,
+    DbtCliProfile,
+    load_dbt_cli_profile,
+    target_configs_for,
+)
 from infrastructure.setup_profiles.credentials import ADC_WARNING, gcp_credentials, service_account_key_path
 
 GCP_PROJECT_VARIABLE = "GOOGLE_CLOUD_PROJECT"
@@ -162,6 +169,17 @@ def _no_gcp_project_reason(environment: BigQueryEnvironment) -> str:
         f"no GCP project for the bigquery environment {environment.name!r}: set gcp.project "
         f"(or environments.{environment.name}.project) in the environments file, or ${GCP_PROJECT_VARIABLE}"
     )
+
+
+def find_block(block_class: type[Block], name: str) -> Block | None:
+    """The block `name` if it exists, else None (absent means "to create")."""
+    try:
+        if issubclass(block_class, DbtCliProfile):
+            profile: Block = load_dbt_cli_profile(name)
+            return profile
+        return load_block(block_class, name)
+    except BlockNotFoundError:
+        return None
 
 
 def _content(block: Block) -> Any:

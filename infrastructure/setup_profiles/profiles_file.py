@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from dbt_pipeline.errors import ConfigError
+from dbt_pipeline.profile_blocks import configs_data
 from dbt_pipeline.profiles import profile_outputs, write_private_file
 from infrastructure.setup_profiles.blocks import Action, ResolvedTarget
 
@@ -60,7 +61,7 @@ def _plan_one(targets: list[ResolvedTarget], *, keyfile: Path | None) -> Profile
         if target.configs is None:
             skipped[target.environment.name] = target.skip_reason
         else:
-            outputs[target.environment.name] = profile_outputs(target.configs, keyfile=keyfile)
+            outputs[target.environment.name] = profile_outputs(configs_data(target.configs), keyfile=keyfile)
     default_target = profile.get("target") or ("dev" if "dev" in outputs else next(iter(outputs), None))
     if outputs:
         document[project.profile] = {"target": default_target, "outputs": outputs}
