@@ -114,7 +114,27 @@ class BigQueryEnvironment(_Environment):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-Environment = Annotated[DuckDBEnvironment | BigQueryEnvironment, Field(discriminator="adapter")]
+class PostgresEnvironment(_Environment):
+    """A PostgreSQL database: for teams that self-host their warehouse."""
+
+    adapter: Literal["postgres"]
+    host: str = Field(default="localhost", min_length=1)
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    user: str = Field(min_length=1)
+    database: str = Field(min_length=1)
+    schema_: str = Field(default="public", alias="schema", min_length=1)
+    password_env_var: str = Field(
+        default="DBT_ENV_SECRET_POSTGRES_PASSWORD",
+        pattern=r"^DBT_ENV_SECRET_[A-Z0-9_]+$",
+        description="Variable holding the password; dbt scrubs DBT_ENV_SECRET_* values from its logs.",
+    )
+    password_secret_block: str | None = Field(
+        default=None, description="A Prefect Secret block holding the password, read at run time."
+    )
+
+
+AnyEnvironment = DuckDBEnvironment | BigQueryEnvironment | PostgresEnvironment
+Environment = Annotated[AnyEnvironment, Field(discriminator="adapter")]
 
 
 class GcpSettings(_Settings):
@@ -165,7 +185,7 @@ class Environments(_Settings):
         """The declared targets, in file order."""
         return list(self.environments)
 
-    def get(self, name: str) -> DuckDBEnvironment | BigQueryEnvironment:
+    def get(self, name: str) -> AnyEnvironment:
         """Return the environment called `name`, or say which ones exist."""
         try:
             return self.environments[name]
@@ -175,7 +195,7 @@ class Environments(_Settings):
             msg = f"Unknown target {name!r}{hint}. Known targets in {self.source}: {known}."
             raise UnknownTargetError(msg) from None
 
-    def __iter__(self) -> Iterator[DuckDBEnvironment | BigQueryEnvironment]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[AnyEnvironment]:  # type: ignore[override]
         return iter(self.environments.values())
 
 
@@ -239,20 +259,19 @@ def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> st
     """Turn pydantic's report into one line per problem: file, dotted key, what is wrong, the fix."""
     lines = [f"{path} is invalid:"]
     for problem in error.errors():
-        location = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery")]
+        location = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery", "postgres")]
         key = ".".join(location) or "(top level)"
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(location, data)
             hint = _did_you_mean(location[-1], allowed)
             lines.append(f"  - {key}: unknown key{hint}. Allowed here: {', '.join(sorted(allowed))}.")
         elif problem["type"] == "union_tag_invalid":
-            lines.append(
-                f"  - {key}.adapter: unknown adapter {problem['input'].get('adapter')!r}; use duckdb or bigquery."
-            )
+            adapter = problem["input"].get("adapter")
+            lines.append(f"  - {key}.adapter: unknown adapter {adapter!r}; use duckdb, bigquery or postgres.")
         elif problem["type"] == "missing":
             lines.append(f"  - {key}: required, but missing; add it.")
         elif problem["type"] == "union_tag_not_found":
-            lines.append(f"  - {key}: missing 'adapter'; use duckdb or bigquery.")
+            lines.append(f"  - {key}: missing 'adapter'; use duckdb, bigquery or postgres.")
         else:
             lines.append(f"  - {key}: {problem['msg']} (got {problem['input']!r}).")
     return "\n".join(lines)
@@ -268,7 +287,8 @@ def _allowed_keys(location: list[str], data: Mapping[str, Any]) -> list[str]:
         return list(model.model_fields)
     if parent[0] == "environments" and len(parent) == 2:
         adapter = (data.get("environments") or {}).get(parent[1], {}).get("adapter")
-        model = BigQueryEnvironment if adapter == "bigquery" else DuckDBEnvironment
+        models: dict[str, type[BaseModel]] = {"bigquery": BigQueryEnvironment, "postgres": PostgresEnvironment}
+        model = models.get(adapter, DuckDBEnvironment)
         return [field.alias or name for name, field in model.model_fields.items() if name != "name"]
     return []
 

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect_gcp import GcpCredentials
 
 from dbt_pipeline.blocks import load_block
-from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment
+from dbt_pipeline.environments import AnyEnvironment, DuckDBEnvironment, PostgresEnvironment
 
 # prefect-dbt marks prefect_dbt.cli deprecated in favour of prefect_dbt.core, which has no block for
 # a profile. The blocks are what our users load by name, so we keep them and silence the warning.
@@ -37,12 +37,27 @@ AnyTargetConfigs: TypeAlias = TargetConfigs | BigQueryTargetConfigs
 
 
 def target_configs_for(
-    environment: DuckDBEnvironment | BigQueryEnvironment,
+    environment: AnyEnvironment,
     *,
     project: str | None = None,
     credentials: GcpCredentials | None = None,
 ) -> AnyTargetConfigs:
     """The prefect-dbt target configs that describe `environment` (credentials for BigQuery)."""
+    if isinstance(environment, PostgresEnvironment):
+        return TargetConfigs(
+            type="postgres",
+            schema=environment.schema_,
+            threads=environment.threads,
+            # The block holds a reference to the password, never the password: dbt reads the
+            # variable when it renders the profile, and scrubs DBT_ENV_SECRET_* from its logs.
+            extras={
+                "host": environment.host,
+                "port": environment.port,
+                "user": environment.user,
+                "dbname": environment.database,
+                "password": f"{{{{ env_var('{environment.password_env_var}') }}}}",
+            },
+        )
     if isinstance(environment, DuckDBEnvironment):
         return TargetConfigs(
             type="duckdb",

@@ -86,9 +86,11 @@ class DbtStep:
     runs_nodes: bool = True
 
 
-def plan_steps(project: DbtProject, *, select: str | None = None, full_refresh: bool = False) -> list[DbtStep]:
+def plan_steps(
+    project: DbtProject, *, select: str | None = None, exclude: str | None = None, full_refresh: bool = False
+) -> list[DbtStep]:
     """The seed's steps, in order: deps (if the project has packages), seed, snapshot, run, test, docs."""
-    selection = ("--select", select) if select else ()
+    selection = (("--select", select) if select else ()) + (("--exclude", exclude) if exclude else ())
     refresh = ("--full-refresh",) if full_refresh else ()
     steps = [DbtStep("deps", ("deps",), runs_nodes=False)] if project.has_packages else []
     steps += [

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +26,7 @@ from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import load_environments, target_concurrency_limit
 from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
+from dbt_pipeline.run_secrets import exported, run_secrets
 from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
@@ -39,7 +40,8 @@ class RunPlan:
 
     target: str
     project: DbtProject
-    profile: dict[str, Any]  # the data of the dbt-cli-profile-{target} block
+    profile: dict[str, Any] = field(repr=False)  # the data of the dbt-cli-profile-{target} block
+    secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
 
 
 def prepare_run(target: str, project_dir: str | None) -> RunPlan:
@@ -47,7 +49,7 @@ def prepare_run(target: str, project_dir: str | None) -> RunPlan:
     environment = load_environments().get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
     project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
-    return RunPlan(target=target, project=project, profile=profile)
+    return RunPlan(target=target, project=project, profile=profile, secrets=run_secrets(environment))
 
 
 @flow(name=FLOW_NAME, on_failure=[alert_on_failure], on_crashed=[alert_on_crash], on_completion=[summary_on_success])
@@ -55,6 +57,7 @@ def dbt_full_pipeline(
     target: str = "dev",
     project_dir: str | None = None,
     select: str | None = None,
+    exclude: str | None = None,
     full_refresh: bool = False,
     retries: Annotated[int, Field(ge=0)] = 2,
     retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
@@ -65,6 +68,7 @@ def dbt_full_pipeline(
         target: The environment to run, as named in the environments file (dev, prod...).
         project_dir: The dbt project to run; defaults to the environment's `dbt_project_dir`.
         select: A dbt node selection applied to seed, snapshot, run and test.
+        exclude: Nodes to leave out of those steps (dbt's --exclude).
         full_refresh: Rebuild incremental models and seeds from scratch.
         retries: How many times a step is retried after a transient warehouse failure.
         retry_delay_seconds: The wait before each retry.
@@ -82,10 +86,11 @@ def dbt_full_pipeline(
     # One run per target at a time: the setup creates this 1-slot limit; a second run waits here.
     with (
         concurrency(target_concurrency_limit(target), occupy=1),
+        exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
     ):
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target)
-        for step in plan_steps(plan.project, select=select, full_refresh=full_refresh):
+        for step in plan_steps(plan.project, select=select, exclude=exclude, full_refresh=full_refresh):
             if failure is not None:  # the steps after a failure do not run, but the report lists them
                 reports.append(StepReport(step.name, None))
                 continue
@@ -110,6 +115,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", default="dev", help="environment to run (default: dev)")
     parser.add_argument("--project-dir", help="dbt project directory (default: the environment's)")
     parser.add_argument("--select", help="dbt node selection, e.g. 'staging+' or 'tag:daily'")
+    parser.add_argument("--exclude", help="dbt node selection to leave out, e.g. 'test_type:unit'")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models and seeds")
     parser.add_argument("--retries", type=int, default=2, help="retries after a transient failure (default: 2)")
     parser.add_argument("--retry-delay", type=float, default=30, help="seconds between retries (default: 30)")
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             target=args.target,
             project_dir=args.project_dir,
             select=args.select,
+            exclude=args.exclude,
             full_refresh=args.full_refresh,
             retries=args.retries,
             retry_delay_seconds=args.retry_delay,

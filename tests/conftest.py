@@ -18,6 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.postgres_server import PostgresServer, running_postgres
+
+# The BigQuery emulator fixture (a test double: Google's endpoints cannot be reached here).
+pytest_plugins = ("tests.emulators",)
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PROJECT = REPO / "dbt"
 PREFECT = Path(sys.executable).with_name("prefect")
@@ -71,6 +76,13 @@ def prefect_api(prefect_home: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the session (password authentication)."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture

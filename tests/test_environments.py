@@ -78,7 +78,7 @@ environments:
         ),
         (
             "environments:\n  dev: {adapter: snowflake}\n",
-            r"environments\.dev\.adapter: unknown adapter 'snowflake'; use duckdb or bigquery",
+            r"environments\.dev\.adapter: unknown adapter 'snowflake'; use duckdb, bigquery or postgres",
         ),
         ("environments:\n  dev: {path: a.db}\n", r"environments\.dev: missing 'adapter'"),
         (

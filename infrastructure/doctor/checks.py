@@ -22,8 +22,7 @@ from dbt_pipeline.blocks import SETUP_COMMAND
 from dbt_pipeline.dbt_invocation import invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import (
-    BigQueryEnvironment,
-    DuckDBEnvironment,
+    AnyEnvironment,
     Environments,
     load_environments,
     target_concurrency_limit,
@@ -51,7 +50,7 @@ class Doctor:
     environments_file: Path | None = None
     results: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, name, detail, fix)
     environments: Environments | None = None
-    environment: DuckDBEnvironment | BigQueryEnvironment | None = None
+    environment: AnyEnvironment | None = None
     profile: DbtCliProfile | None = None
     project: DbtProject | None = None
 
@@ -98,7 +97,7 @@ class Doctor:
             raise CheckFailedError(
                 f"the block is for {adapter}, the environments file says {self.environment.adapter}", fix
             )
-        return self.environment.profile_block_name
+        return str(self.environment.profile_block_name)
 
     def _credentials(self) -> str:
         assert self.profile is not None
@@ -114,7 +113,7 @@ class Doctor:
                 ) from None
             email = getattr(google_credentials, "service_account_email", "application default credentials")
             return f"{email} on project {configs.project or credentials.project}"
-        database = Path(profile_outputs(configs)["path"])
+        database = Path(profile_outputs(configs_data(configs))["path"])
         directory = next(parent for parent in (database.parent, *database.parents) if parent.exists())
         if not os.access(directory, os.W_OK):
             raise CheckFailedError(

@@ -22,7 +22,7 @@ from prefect_slack import SlackWebhook
 
 from dbt_pipeline.blocks import load_block
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment, Environments, GcpSettings
+from dbt_pipeline.environments import AnyEnvironment, BigQueryEnvironment, Environments, GcpSettings
 from dbt_pipeline.errors import BlockNotFoundError
 from dbt_pipeline.profile_blocks import (
     AnyTargetConfigs,
@@ -96,7 +96,7 @@ class ResolvedTarget:
     `configs` is None, with `skip_reason` saying why, when the environment cannot be set up here.
     """
 
-    environment: DuckDBEnvironment | BigQueryEnvironment
+    environment: AnyEnvironment
     project: DbtProject
     configs: AnyTargetConfigs | None
     skip_reason: str = ""
@@ -109,7 +109,7 @@ def resolve_targets(environments: Environments, targets: list[str]) -> list[Reso
     for name in targets:
         environment = environments.get(name)
         project = DbtProject.load(environment.dbt_project_dir)
-        if isinstance(environment, DuckDBEnvironment):
+        if not isinstance(environment, BigQueryEnvironment):
             resolved.append(ResolvedTarget(environment, project, target_configs_for(environment)))
             continue
         gcp_project = environment.project or environments.gcp.project or os.environ.get(GCP_PROJECT_VARIABLE)
@@ -149,7 +149,7 @@ def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
     return plan
 
 
-def _plan_slack_webhooks(plan: BlockPlan, environments: list[DuckDBEnvironment | BigQueryEnvironment]) -> None:
+def _plan_slack_webhooks(plan: BlockPlan, environments: list[AnyEnvironment]) -> None:
     """The Slack webhook blocks the environments name, from $SLACK_WEBHOOK_URL when it is set."""
     url = os.environ.get(SLACK_WEBHOOK_VARIABLE)
     names = {env.notification_block.removeprefix("slack-webhook/") for env in environments if env.notification_block}

@@ -7,7 +7,7 @@ locals {
   # The adapters the pipeline knows (dbt_pipeline/environments.py). Anything else is a typo that
   # would silently drop an environment from the filter below, so it is refused (see the
   # precondition on the service account).
-  known_adapters = ["duckdb", "bigquery"]
+  known_adapters = ["duckdb", "bigquery", "postgres"]
   unknown_adapters = {
     for name, env in local.config.environments : name => try(env.adapter, null)
     if !contains(local.known_adapters, try(env.adapter, ""))

@@ -20,3 +20,8 @@
 {% macro bigquery__safe_divide(numerator, denominator) -%}
     safe_divide(cast({{ numerator }} as float64), {{ denominator }})
 {%- endmacro %}
+
+{% macro postgres__safe_divide(numerator, denominator) -%}
+    {#- numeric, not float: Postgres has round(numeric, int) but no round(double precision, int) -#}
+    cast({{ numerator }} as numeric) / nullif({{ denominator }}, 0)
+{%- endmacro %}

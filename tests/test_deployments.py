@@ -1,0 +1,274 @@
+"""The Prefect 3 deployments of prefect.yaml end to end: the real `prefect` CLI, a process worker, a real server.
+
+Every Prefect 3 command that replaces a command of the seed (Prefect 2) is run here as a user types it:
+`prefect work-pool create`, `prefect --no-prompt deploy --all` (for `deployment build` + `apply`),
+`prefect worker start` (for `agent start`), `prefect deployment run`, `prefect deployment schedule create|ls`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+from uuid import UUID
+
+import duckdb
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelled
+
+from tests.conftest import EXAMPLE_PROJECT, PREFECT, REPO, Workspace, duckdb_environments
+
+DEV = "pipeline-dbt-complet/dbt-dev"
+PROD = "pipeline-dbt-complet/dbt-prod"
+POOL = "default-pool"
+WATCH = ["--watch", "--watch-timeout", "300"]
+PROJECT_COPY_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
+T = TypeVar("T")
+
+
+@dataclass
+class Deployed:
+    """The workspace the deployments run in, and the worker running them."""
+
+    workspace: Workspace
+    worker: subprocess.Popen[bytes]
+    worker_log: Path
+
+    def prefect(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
+        return run_prefect(self.workspace, *args, timeout=timeout)
+
+    def worker_tail(self) -> str:
+        return "\n--- worker log (tail) ---\n" + self.worker_log.read_text(errors="replace")[-4000:]
+
+    @contextmanager
+    def client(self) -> Iterator[SyncPrefectClient]:
+        """A Prefect client on the test server."""
+        api = {PREFECT_API_URL: self.workspace.env["PREFECT_API_URL"]}
+        with temporary_settings(api), get_client(sync_client=True) as client:
+            yield client
+
+    def flow_run(self, flow_run_id: UUID) -> FlowRun:
+        with self.client() as client:
+            return client.read_flow_run(flow_run_id)
+
+    def deployment(self, name: str) -> DeploymentResponse:
+        with self.client() as client:
+            return client.read_deployment_by_name(name)
+
+
+def run_prefect(workspace: Workspace, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
+    """Run `prefect <args>` from the repository root with the workspace's environment, as a user types it."""
+    return subprocess.run(
+        [str(PREFECT), *args], cwd=REPO, env=workspace.env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM the process group of `process` (started with start_new_session=True), SIGKILL it after `timeout`."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def flow_run_id(output: str) -> UUID:
+    """The id of the flow run `prefect deployment run` created, from its output."""
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert match, output[-3000:]
+    return UUID(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def deployment_workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home: Path) -> Workspace:
+    """conftest's `workspace` (a DuckDB `dev` environment on a private copy of the example project) for the module.
+
+    conftest's `workspace` and `dbt_project` are function-scoped, and the module's single worker must be started
+    with this environment (its flow-run processes inherit it), so they are built the same way, once.
+    """
+    root = tmp_path_factory.mktemp("deployments")
+    project = root / "dbt"
+    shutil.copytree(EXAMPLE_PROJECT, project, ignore=PROJECT_COPY_IGNORE)
+    (root / "tmp").mkdir()
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PIPELINE_ENVIRONMENTS_FILE": str(root / "environments.yaml"),
+        "TMPDIR": str(root / "tmp"),
+    }
+    workspace = Workspace(root / "environments.yaml", env, root)
+    workspace.write_environments(duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev"))
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def deployed(deployment_workspace: Workspace) -> Iterator[Deployed]:
+    """The README's steps once for the module: the blocks, work pool, `prefect deploy --all`, a worker.
+
+    The worker runs in its own process group (a worker started otherwise ignores the first SIGTERM) and is
+    stopped at the end of the module, whatever happened.
+    """
+    with ThreadPoolExecutor(max_workers=1) as background:
+        setup = background.submit(deployment_workspace.setup)  # the blocks, meanwhile: independent of the rest
+        created = run_prefect(deployment_workspace, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+        assert created.returncode == 0, created.stdout + created.stderr
+        prefect_yaml = (REPO / "prefect.yaml").read_bytes()
+        deploy = run_prefect(deployment_workspace, "--no-prompt", "deploy", "--all")
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        for name in (DEV, PROD):
+            assert f"Deployment '{name}' successfully" in " ".join(deploy.stdout.split()), deploy.stdout
+        assert (REPO / "prefect.yaml").read_bytes() == prefect_yaml, "prefect deploy must not rewrite prefect.yaml"
+        setup.result()
+
+    # The worker polls for runs every second instead of 10 (test speed only). It is started outside the
+    # repository: the code is found by the pull step `prefect deploy` recorded, not by the worker's directory.
+    log_path = deployment_workspace.root / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [str(PREFECT), "worker", "start", "--pool", POOL],
+            cwd=deployment_workspace.root, env={**deployment_workspace.env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deployed = Deployed(deployment_workspace, worker, log_path)
+    try:
+        assert worker.poll() is None, deployed.worker_tail()
+        yield deployed
+    finally:
+        stop_process_group(worker)
+
+
+@pytest.mark.parametrize(("name", "target"), [(DEV, "dev"), (PROD, "prod")], ids=["dbt-dev", "dbt-prod"])
+def test_deploy_creates_the_deployments_of_prefect_yaml(deployed: Deployed, name: str, target: str) -> None:
+    """`prefect --no-prompt deploy --all` creates each deployment on default-pool with its target, tags and limit 1."""
+    deployment = deployed.deployment(name)
+    assert deployment.entrypoint == "prefect_flows/pipeline.py:dbt_full_pipeline"
+    assert deployment.work_pool_name == POOL
+    assert deployment.parameters == {"target": target}
+    assert deployment.tags == ["dbt", target]
+    assert deployment.description
+    # A deployment's concurrency limit is stored as a global concurrency limit of its own (its
+    # `concurrency_limit` field reads None); no collision strategy means ENQUEUE: a second run waits.
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options is None
+    # Without a `pull` section, `prefect deploy` records the directory it ran from: the repository.
+    assert deployment.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}]
+
+
+def test_prod_runs_nightly_at_two_paris_time(deployed: Deployed) -> None:
+    """dbt-prod has exactly the cron schedule of prefect.yaml, 02:00 every day in the Europe/Paris time zone."""
+    schedules = deployed.deployment(PROD).schedules
+    assert [(schedule.schedule, schedule.active) for schedule in schedules] == [
+        (CronSchedule(cron="0 2 * * *", timezone="Europe/Paris"), True)
+    ]
+    assert deployed.deployment(DEV).schedules == []
+
+
+def test_deployment_run_builds_dev_and_a_second_run_waits(deployed: Deployed) -> None:
+    """`prefect deployment run ... --param target=dev --watch` exits 0, the warehouse built; a second run waits."""
+    output = deployed.workspace.root / "run-dev.log"
+    with output.open("w") as handle:
+        watched = subprocess.Popen(
+            [str(PREFECT), "deployment", "run", DEV, "--param", "target=dev", *WATCH],
+            cwd=REPO, env=deployed.workspace.env, stdout=handle, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        # While the run is going, the seed's plain `prefect deployment run` creates a second run of the
+        # deployment: concurrency_limit 1 holds it in AwaitingConcurrencySlot instead of starting it.
+        first = _wait_for(deployed, lambda: _created_run(output), "the flow run id in the output", watched)
+        _wait_for(deployed, lambda: deployed.flow_run(first).state_type == StateType.RUNNING, "a Running run", watched)
+        second = deployed.prefect("deployment", "run", DEV)
+        assert second.returncode == 0, second.stdout + second.stderr
+        waiting = flow_run_id(second.stdout)
+        _wait_for(
+            deployed, lambda: deployed.flow_run(waiting).state_name == "AwaitingConcurrencySlot", "a wait", watched
+        )
+        assert deployed.flow_run(first).state_type == StateType.RUNNING
+        _cancel(deployed, waiting)  # it would run the same build again 30 s later
+
+        returncode = watched.wait(timeout=360)
+    finally:
+        if watched.poll() is None:
+            watched.kill()
+            watched.wait()
+    log = output.read_text()
+    assert returncode == 0, log[-3000:] + deployed.worker_tail()
+    assert "Flow run finished successfully in 'Completed'" in log
+    with duckdb.connect(str(deployed.workspace.root / "warehouse" / "dev.duckdb"), read_only=True) as database:
+        (orders,) = database.execute("select count(*) from main.orders").fetchone()  # type: ignore[misc]
+    assert orders == 800
+
+
+def test_deployment_run_of_a_broken_project_fails(deployed: Deployed) -> None:
+    """A run whose project has a broken model ends Failed, and `prefect deployment run --watch` exits non-zero."""
+    broken = deployed.workspace.root / "broken_project"
+    shutil.copytree(EXAMPLE_PROJECT, broken, ignore=PROJECT_COPY_IGNORE)
+    (broken / "models" / "marts" / "broken.sql").write_text("select * from missing_table\n")
+    result = deployed.prefect(
+        "deployment", "run", DEV, "--param", "target=dev", "--param", f"project_dir={broken}", *WATCH
+    )
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "Flow run finished in state 'Failed'" in result.stdout, result.stdout[-3000:] + deployed.worker_tail()
+    run = deployed.flow_run(flow_run_id(result.stdout))
+    assert run.parameters == {"target": "dev", "project_dir": str(broken)}
+    assert run.state_type == StateType.FAILED
+
+
+def test_schedule_create_then_ls_shows_it(deployed: Deployed) -> None:
+    """The seed's `prefect deployment schedule create dbt-dev --cron "0 2 * * *"` works, and `schedule ls` lists it."""
+    try:
+        created = deployed.prefect("deployment", "schedule", "create", DEV, "--cron", "0 2 * * *")
+        assert created.returncode == 0, created.stdout + created.stderr
+        listed = deployed.prefect("deployment", "schedule", "ls", DEV)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "cron: 0 2 * * *" in listed.stdout, listed.stdout
+    finally:  # no run of dbt-dev may be scheduled for the rest of the session
+        cleared = deployed.prefect("deployment", "schedule", "clear", DEV, "--accept-yes")
+        assert cleared.returncode == 0, cleared.stdout + cleared.stderr
+
+
+def _created_run(output: Path) -> UUID | None:
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output.read_text())
+    return UUID(match.group(1)) if match else None
+
+
+def _wait_for(
+    deployed: Deployed, probe: Callable[[], T | None], what: str, watched: subprocess.Popen[str], timeout: float = 120
+) -> T:
+    """Poll `probe` until it returns something truthy; fail early if the worker or the watched command stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        assert deployed.worker.poll() is None, f"the worker stopped while waiting for {what}" + deployed.worker_tail()
+        assert watched.poll() is None, (
+            f"`prefect deployment run` ended while waiting for {what}" + deployed.worker_tail()
+        )
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}" + deployed.worker_tail())
+
+
+def _cancel(deployed: Deployed, flow_run: UUID) -> None:
+    with deployed.client() as client:
+        client.set_flow_run_state(flow_run, Cancelled(message="test: the concurrency limit held it"), force=True)
