@@ -1,0 +1,370 @@
+"""The BigQuery production path end to end, offline: setup, blocks, the flow, dbt-bigquery, a service account.
+
+Two test doubles stand in for Google, whose endpoints cannot be reached from here:
+
+- BigQuery itself is **bqemulator** (``tests.emulators``), reached through the environment's
+  ``api_endpoint``; its known gaps are listed in ``tests/emulators/bigquery.py``.
+- Google's OAuth token endpoint is a tiny HTTP server of this module, on loopback, named as the
+  ``token_uri`` of a service-account key made with a freshly generated RSA key. It checks nothing
+  but records each request, so the tests can verify that the JWT assertion was signed with the key.
+
+Everything else is the production code: ``python -m infrastructure.setup_profiles`` creates the
+``gcp-credentials``, ``bigquery-target-configs-bq`` and ``dbt-cli-profile-bq`` blocks on a real Prefect
+server, and ``python prefect_flows/pipeline.py --target bq`` loads them and runs dbt-bigquery with
+``method: service-account-json``. One pipeline run (module scope) serves several tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from dbt_pipeline.blocks import load_profile_data
+from dbt_pipeline.environments import DEFAULT_ENVIRONMENTS_FILE, BigQueryEnvironment, load_environments
+from dbt_pipeline.profiles import profile_outputs
+from tests.conftest import EXAMPLE_PROJECT, REPO, Workspace
+from tests.emulators import BigQueryEmulator, unique_dataset
+from tests.emulators.bigquery import add_catalog_macros
+from tests.prefect_api import flow_run_name
+
+TARGET = "bq"
+#: 10 GiB: the cost guard the environment declares (the emulator bills nothing, so it never trips).
+MAXIMUM_BYTES_BILLED = 10 * 1024**3
+JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+GOOGLE_TOKEN_ENDPOINT = "https://oauth2.googleapis.com/token"
+#: Rows of the example project's seeds, i.e. of the marts built one row per seed row.
+EXPECTED_ROWS = {"customers": 150, "orders": 800, "order_items": 2054, "products_snapshot": 60}
+
+
+# -- a stand-in for Google's OAuth token endpoint ------------------------------------------------------
+
+
+class _TokenHandler(BaseHTTPRequestHandler):
+    """Answers every POST with an access token, as https://oauth2.googleapis.com/token does."""
+
+    server: TokenEndpoint
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        self.server.requests.append(dict(urllib.parse.parse_qsl(body)))
+        payload = json.dumps({"access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads `requests` instead."""
+
+
+class TokenEndpoint(ThreadingHTTPServer):
+    """The fake token endpoint: ``url`` goes into the key's ``token_uri``; ``requests`` are the forms POSTed."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TokenHandler)
+        self.requests: list[dict[str, str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/token"
+
+
+@pytest.fixture(scope="module")
+def token_endpoint() -> Iterator[TokenEndpoint]:
+    """A fake of Google's OAuth token endpoint (unreachable from here), served from a thread on loopback."""
+    server = TokenEndpoint()
+    thread = threading.Thread(target=server.serve_forever, name="fake-google-token-endpoint", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# -- the module's workspace and its one pipeline run ---------------------------------------------------
+
+
+@dataclass
+class ServiceAccountKey:
+    path: Path
+    info: dict[str, Any]
+    public_key: rsa.RSAPublicKey
+    marker: str  # a line from the middle of the PEM private key: it must never leak
+
+
+@dataclass
+class BigQueryRun:
+    """The workspace set up for target `bq` on the emulator, and the outputs of its commands."""
+
+    workspace: Workspace
+    dbt_project: Path
+    emulator: BigQueryEmulator
+    dataset: str
+    key: ServiceAccountKey
+    setup_output: str
+    first_run_output: str
+
+    def count(self, sql_from: str) -> int:
+        """``select count(*)`` through google-cloud-bigquery, on the emulator."""
+        query = f"select count(*) from {sql_from}"
+        return int(next(iter(self.emulator.client().query(query).result()))[0])
+
+    def table(self, name: str) -> str:
+        return f"`{self.emulator.project}.{self.dataset}.{name}`"
+
+
+def _service_account_key(directory: Path, project: str, token_uri: str) -> ServiceAccountKey:
+    """A service-account key file made with a freshly generated RSA key (as in test_setup_profiles.py)."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info: dict[str, Any] = {
+        "type": "service_account", "project_id": project, "private_key_id": "k1", "private_key": pem,
+        "client_email": f"dbt@{project}.iam.gserviceaccount.com", "client_id": "1", "token_uri": token_uri,
+    }  # fmt: skip
+    path = directory / "service-account-key.json"
+    path.write_text(json.dumps(info), encoding="utf-8")
+    return ServiceAccountKey(path, info, private_key.public_key(), pem.splitlines()[5])
+
+
+@pytest.fixture(scope="module")
+def bigquery_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    prefect_api: str,
+    prefect_home: Path,
+    bigquery_emulator: BigQueryEmulator,
+    token_endpoint: TokenEndpoint,
+) -> BigQueryRun:
+    """Setup then one full pipeline run on target `bq`, shared by the tests of this module.
+
+    The same workspace as conftest's `workspace` fixture (its fixtures are per test, this one is per
+    module so that the pipeline runs once): a copy of the example project, a private TMPDIR, the
+    session's Prefect server.
+    """
+    root = tmp_path_factory.mktemp("bigquery")
+    dbt_project = root / "dbt"
+    shutil.copytree(
+        EXAMPLE_PROJECT, dbt_project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
+    )
+    (root / "tmp").mkdir()
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        # Nothing but the environments file may point at the emulator, a project or a key.
+        if name not in ("BIGQUERY_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS")
+    }
+    workspace = Workspace(
+        root / "environments.yaml",
+        {
+            **environment,
+            "PREFECT_API_URL": prefect_api,
+            "PREFECT_HOME": str(prefect_home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PIPELINE_ENVIRONMENTS_FILE": str(root / "environments.yaml"),
+            "TMPDIR": str(root / "tmp"),
+        },
+        root,
+    )
+    assert bigquery_emulator.project is not None
+    assert bigquery_emulator.endpoint is not None
+    key = _service_account_key(root, bigquery_emulator.project, token_endpoint.url)
+    dataset = unique_dataset("pipeline")
+    workspace.write_environments(
+        {
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "environments": {
+                TARGET: {
+                    "adapter": "bigquery",
+                    "project": bigquery_emulator.project,
+                    "dataset": dataset,
+                    "location": "US",
+                    "threads": 4,
+                    "maximum_bytes_billed": MAXIMUM_BYTES_BILLED,
+                    "api_endpoint": bigquery_emulator.endpoint,
+                }
+            },
+        }
+    )
+    workspace.env["GOOGLE_APPLICATION_CREDENTIALS"] = str(key.path)
+
+    setup = workspace.setup()
+    add_catalog_macros(dbt_project)  # `dbt docs generate` on the emulator only (no __TABLES__ there)
+    result = workspace.pipeline("--target", TARGET)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return BigQueryRun(workspace, dbt_project, bigquery_emulator, dataset, key, setup.stdout + setup.stderr, output)
+
+
+@pytest.fixture(scope="module")
+def second_run(bigquery_run: BigQueryRun) -> str:
+    """A second pipeline run of `orders` only, after the first: the incremental model merges."""
+    result = bigquery_run.workspace.pipeline("--target", TARGET, "--select", "orders")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
+
+
+def _jwt_part(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+# -- the tests ------------------------------------------------------------------------------------------
+
+
+def test_setup_and_pipeline_build_the_example_project_on_bigquery_with_a_service_account(
+    bigquery_run: BigQueryRun, token_endpoint: TokenEndpoint
+) -> None:
+    """Setup creates the three BigQuery blocks from a service-account key, and the pipeline on that target seeds,
+    snapshots, builds, tests and documents the example project in BigQuery (the bqemulator test double), signing in
+    as the service account at Google's token endpoint (faked on loopback: Google cannot be reached here)."""
+    for name in ("gcp-credentials", f"bigquery-target-configs-{TARGET}", f"dbt-cli-profile-{TARGET}"):
+        assert re.search(rf"^\s*created\s+{re.escape(name)}\b", bigquery_run.setup_output, re.MULTILINE), (
+            bigquery_run.setup_output
+        )
+
+    # dbt authenticated as the service account: a JWT assertion signed with the key, for an access token.
+    assert token_endpoint.requests, "dbt never asked the token endpoint for an access token"
+    for form in token_endpoint.requests:
+        assert form["grant_type"] == JWT_BEARER_GRANT
+        header, payload, signature = form["assertion"].split(".")
+        bigquery_run.key.public_key.verify(
+            _jwt_part(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+        claims = json.loads(_jwt_part(payload))
+        # google-auth always addresses the assertion to Google's token endpoint, whatever the key's token_uri.
+        assert (claims["iss"], claims["aud"]) == (bigquery_run.key.info["client_email"], GOOGLE_TOKEN_ENDPOINT)
+        assert "bigquery" in claims["scope"]
+
+    for table, rows in EXPECTED_ROWS.items():
+        assert bigquery_run.count(bigquery_run.table(table)) == rows, table
+
+    target_dir = bigquery_run.dbt_project / "target" / TARGET
+    manifest = json.loads((target_dir / "manifest.json").read_text())
+    models = {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+    assert len(models) >= 25
+    run_dir = target_dir / "runs" / flow_run_name(bigquery_run.first_run_output)
+    nodes = json.loads((run_dir / "nodes.json").read_text())
+    reported = {row["node"]: row["status"] for row in nodes if row["type"] == "model"}
+    assert reported == dict.fromkeys(models, "success")
+    assert not [row for row in nodes if row["status"] not in ("success", "pass")], "every node succeeded or passed"
+    assert "dbt run succeeded" in (run_dir / "report.md").read_text()
+    assert (run_dir / "docs" / "catalog.json").is_file()
+
+
+def test_second_run_merges_the_incremental_orders_without_duplicates(
+    bigquery_run: BigQueryRun, second_run: str
+) -> None:
+    """Running the pipeline again merges the incremental `orders` model into its table: still 800 orders, each once."""
+    run_dir = bigquery_run.dbt_project / "target" / TARGET / "runs" / flow_run_name(second_run)
+    nodes = {row["node"]: row for row in json.loads((run_dir / "nodes.json").read_text()) if row["type"] == "model"}
+    assert list(nodes) == ["orders"]
+    assert nodes["orders"]["status"] == "success"
+    executed = bigquery_run.dbt_project / "target" / TARGET / "run" / "shop_analytics" / "models" / "marts"
+    assert "merge into" in (executed / "orders.sql").read_text().lower(), "the second run must be an incremental merge"
+
+    orders = bigquery_run.table("orders")
+    assert bigquery_run.count(orders) == EXPECTED_ROWS["orders"]
+    assert bigquery_run.count(f"(select distinct order_id from {orders})") == EXPECTED_ROWS["orders"]
+
+
+def test_emulator_workarounds_never_reach_production() -> None:
+    """The shipped project, code and environments file know nothing of the emulator: no catalog override, no
+    endpoint but the optional `api_endpoint` setting and its rendering, and none set for prod."""
+    shipped_project = REPO / "dbt"
+    for path in shipped_project.rglob("*"):
+        if path.is_file() and not {"target", "logs", "dbt_packages"} & set(path.relative_to(shipped_project).parts):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert "get_catalog" not in text, path
+            assert "bigquery_emulator_catalog" not in text, path
+
+    pattern = re.compile(r"emulat|api_endpoint|bqemu", re.IGNORECASE)
+    mentions: dict[str, list[str]] = {}
+    for folder in ("dbt_pipeline", "prefect_flows", "infrastructure"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts or ".terraform" in path.parts:
+                continue
+            lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+            if found := [line for line in lines if pattern.search(line)]:
+                mentions[str(path.relative_to(REPO))] = found
+    assert mentions == {
+        # The environment's optional setting, documented as unset in production...
+        "dbt_pipeline/environments.py": [
+            "api_endpoint: str | None = Field(",
+            'description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",',
+        ],
+        # ...and its rendering into the target configs, only when it is set.
+        "dbt_pipeline/profile_blocks.py": [
+            "if environment.api_endpoint is not None:",
+            'extras["api_endpoint"] = environment.api_endpoint',
+        ],
+    }
+
+    shipped = yaml.safe_load(DEFAULT_ENVIRONMENTS_FILE.read_text(encoding="utf-8"))
+    assert "api_endpoint" not in shipped["environments"]["prod"]
+    prod = load_environments(DEFAULT_ENVIRONMENTS_FILE).get("prod")
+    assert isinstance(prod, BigQueryEnvironment)
+    assert prod.api_endpoint is None
+
+
+def test_cost_guard_reaches_the_dbt_profile_of_a_run(bigquery_run: BigQueryRun, prefect_api: str) -> None:
+    """The environment's `maximum_bytes_billed` is in the profile the flow renders from the block, and dbt-bigquery
+    takes it as the limit it sets on each query job (the emulator bills nothing, so it cannot trip it here)."""
+    from dbt.adapters.bigquery.credentials import BigQueryCredentials
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        data = load_profile_data(f"dbt-cli-profile-{TARGET}", target=TARGET)
+    outputs = profile_outputs(data["target_configs"])
+    assert outputs["maximum_bytes_billed"] == MAXIMUM_BYTES_BILLED
+    assert (outputs["type"], outputs["method"]) == ("bigquery", "service-account-json")
+
+    # As dbt reads a profile's output: `type` picks the adapter, `threads` is the profile's.
+    fields = {key: value for key, value in outputs.items() if key not in ("type", "threads")}
+    credentials = BigQueryCredentials.from_dict(BigQueryCredentials.translate_aliases(fields))
+    assert credentials.maximum_bytes_billed == MAXIMUM_BYTES_BILLED
+
+    local = yaml.safe_load((bigquery_run.dbt_project / "profiles.yml").read_text())
+    assert local["shop_analytics"]["outputs"][TARGET]["maximum_bytes_billed"] == MAXIMUM_BYTES_BILLED
+
+
+def test_private_key_never_leaks_from_setup_or_runs(bigquery_run: BigQueryRun, second_run: str) -> None:
+    """After setup and two runs, the private key is in no command output, no dbt artifact or log, and not in the
+    local profiles.yml (which names the key file); the profile rendered for each run is gone."""
+    marker = bigquery_run.key.marker
+    for output in (bigquery_run.setup_output, bigquery_run.first_run_output, second_run):
+        assert marker not in output
+
+    project = bigquery_run.dbt_project
+    scanned = [path for folder in ("target", "logs") for path in (project / folder).rglob("*") if path.is_file()]
+    assert len(scanned) > 10, "the runs wrote artifacts and logs"
+    assert (project / "logs" / "dbt.log").is_file()
+    for path in scanned:
+        assert marker.encode() not in path.read_bytes(), path
+
+    profiles = (project / "profiles.yml").read_text()
+    assert marker not in profiles
+    output = yaml.safe_load(profiles)["shop_analytics"]["outputs"][TARGET]
+    assert (output["method"], output["keyfile"]) == ("service-account", str(bigquery_run.key.path))
+
+    assert not list((bigquery_run.workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile is removed"
