@@ -25,12 +25,7 @@ def load_block(block_class: type[BlockT], name: str, *, target: str | None = Non
     except ValueError as error:
         if "Unable to find block document" not in str(error):
             raise
-        setup = SETUP_COMMAND + (f" --target {target}" if target else "")
-        msg = (
-            f"Prefect block {name!r} ({block_class.get_block_type_name()}) not found on this Prefect API. "
-            f"Create it with: {setup}"
-        )
-        raise BlockNotFoundError(msg) from None
+        raise _not_found(name, block_class.get_block_type_name(), target) from None
     except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
         raise PrefectApiError(_unreachable(error)) from None
 
@@ -47,14 +42,17 @@ def load_profile_data(name: str, *, target: str) -> dict[str, Any]:
                 name=name, block_type_slug=PROFILE_BLOCK_TYPE, include_secrets=True
             )
     except ObjectNotFound:
-        msg = (
-            f"Prefect block {name!r} (dbt CLI Profile) not found on this Prefect API. "
-            f"Create it with: {SETUP_COMMAND} --target {target}"
-        )
-        raise BlockNotFoundError(msg) from None
+        raise _not_found(name, "dbt CLI Profile", target) from None
     except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
         raise PrefectApiError(_unreachable(error)) from None
     return dict(document.data)
+
+
+def _not_found(name: str, type_name: str, target: str | None) -> BlockNotFoundError:
+    setup = SETUP_COMMAND + (f" --target {target}" if target else "")
+    return BlockNotFoundError(
+        f"Prefect block {name!r} ({type_name}) not found on this Prefect API. Create it with: {setup}"
+    )
 
 
 def _unreachable(error: Exception) -> str:
