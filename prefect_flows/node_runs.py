@@ -151,7 +151,12 @@ class NodeRunReporter:
         run.set_state(final_state_type(status), status.title(), message)
 
     def _run_for(self, unique_id: str, name: str, resource_type: str) -> _NodeRun:
-        """The task run of a node, created (Pending) on first sight."""
+        """The task run of a node, created on first sight.
+
+        Its first event is Running (or the final state of a node dbt skipped), not Pending as in
+        Prefect's engine: the server records a task run from any first state, and one event less
+        per node is a third less event traffic on a 1,000-node run.
+        """
         run = self._runs.get(unique_id)
         if run is None:
             task_run = TaskRun(
@@ -166,7 +171,6 @@ class NodeRunReporter:
                 task_inputs={"__parents__": [TaskRunResult(id=self.step_task_run_id)]},
             )
             run = self._runs[unique_id] = _NodeRun(task_run)
-            run.set_state(StateType.PENDING, "Pending")
         return run
 
 
