@@ -32,6 +32,7 @@ from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
+SLOT_LEASE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,11 @@ def dbt_full_pipeline(
     reports: list[StepReport] = []
     failure: BaseException | None = None
     # One run per target at a time: the setup creates this 1-slot limit; a second run waits here.
+    # The slot is leased, renewed while the run lives: a run whose process is killed frees it when
+    # its lease ends, so a short lease bounds how long the next run waits after a crash (~1 min).
+    logger.info("Waiting for target %r to be free (one run per target at a time)", target)
     with (
-        concurrency(target_concurrency_limit(target), occupy=1),
+        concurrency(target_concurrency_limit(target), occupy=1, lease_duration=SLOT_LEASE_SECONDS),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
     ):
