@@ -30,21 +30,15 @@ class DbtProject:
     has_packages: bool
 
     @classmethod
-    def load(cls, path: Path) -> DbtProject:
-        """Read the project at `path`, or say precisely why it is not one."""
+    def load(cls, path: Path, *, fix: str = "Fix dbt_project_dir in the environments file.") -> DbtProject:
+        """Read the project at `path`, or say precisely why it is not one; `fix` says where to correct it."""
         path = path.expanduser().resolve()
         project_file = path / "dbt_project.yml"
         if not path.is_dir():
-            msg = (
-                f"dbt project directory not found: {path}. "
-                "Pass --project-dir, or fix dbt_project_dir in the environments file."
-            )
+            msg = f"dbt project directory not found: {path}. {fix}"
             raise DbtProjectError(msg)
         if not project_file.is_file():
-            msg = (
-                f"{path} is not a dbt project: it has no dbt_project.yml. "
-                "Point --project-dir at the folder that holds it."
-            )
+            msg = f"{path} is not a dbt project: it has no dbt_project.yml. {fix}"
             raise DbtProjectError(msg)
         try:
             config = yaml.safe_load(project_file.read_text(encoding="utf-8")) or {}

@@ -21,7 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -39,9 +38,31 @@ ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
 EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_NAME_PATTERN)]
 
 # https://cloud.google.com/bigquery/docs/datasets#dataset-naming
-DatasetName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,1024}$")]
+DATASET_PATTERN = r"^[A-Za-z0-9_]{1,1024}$"
+DatasetName = Annotated[str, Field(pattern=DATASET_PATTERN)]
 # https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin
-GcpProjectId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+GCP_PROJECT_PATTERN = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
+GcpProjectId = Annotated[str, Field(pattern=GCP_PROJECT_PATTERN)]
+URL_PATTERN = r"^https?://"
+# A notification block: a Slack webhook block's name, or `<block type slug>/<name>`.
+NOTIFICATION_BLOCK_PATTERN = r"^([a-z0-9-]+/)?[a-z0-9][a-z0-9-]*$"
+SECRET_VARIABLE_PATTERN = r"^DBT_ENV_SECRET_[A-Z0-9_]+$"  # noqa: S105 - a name pattern, not a password
+# A whole number, not a boolean or a string that looks like one (YAML's `true` is not 1 thread).
+Count = Annotated[int, Field(strict=True, gt=0)]
+
+# What each pattern means, in words, for error messages.
+PATTERN_RULES = {
+    ENVIRONMENT_NAME_PATTERN: (
+        "use lowercase letters, digits and dashes, starting with a letter (it becomes part of block names)"
+    ),
+    DATASET_PATTERN: "a BigQuery dataset name: letters, digits and underscores only",
+    GCP_PROJECT_PATTERN: "a GCP project id: 6 to 30 lowercase letters, digits and dashes, starting with a letter",
+    URL_PATTERN: "a URL starting with http:// or https://",
+    NOTIFICATION_BLOCK_PATTERN: (
+        "a block name (lowercase letters, digits and dashes), optionally prefixed by its block type slug and /"
+    ),
+    SECRET_VARIABLE_PATTERN: "a variable name starting with DBT_ENV_SECRET_ (dbt scrubs those from its logs)",
+}
 
 
 class _Settings(BaseModel):
@@ -62,10 +83,11 @@ class _Environment(_Settings):
     """What every environment has, whatever its warehouse."""
 
     name: EnvironmentName = Field(description="The target name, taken from the environment's key.")
-    threads: PositiveInt = Field(default=1, description="dbt threads: how many nodes run at once.")
+    threads: Count = Field(default=1, description="dbt threads: how many nodes run at once.")
     dbt_project_dir: Path = Field(description="The dbt project this environment runs.")
     notification_block: str | None = Field(
         default=None,
+        pattern=NOTIFICATION_BLOCK_PATTERN,
         description="Notification block alerted on failure: a Slack webhook's name, or `<block type slug>/<name>`.",
     )
     notify_on_success: bool = Field(default=False, description="Also send a summary when a run succeeds.")
@@ -97,18 +119,18 @@ class BigQueryEnvironment(_Environment):
     )
     dataset: DatasetName
     location: str = Field(default="US", min_length=2)
-    job_execution_timeout_seconds: PositiveInt = 300
+    job_execution_timeout_seconds: Count = 300
     job_retries: Annotated[int, Field(ge=0)] = 1
-    maximum_bytes_billed: PositiveInt | None = Field(
+    maximum_bytes_billed: Count | None = Field(
         default=None, description="Queries that would bill more bytes fail instead of running."
     )
     priority: Literal["interactive", "batch"] = "interactive"
-    table_expiration_days: PositiveInt | None = Field(
+    table_expiration_days: Count | None = Field(
         default=None, description="Default table expiration Terraform sets on the dataset."
     )
     api_endpoint: str | None = Field(
         default=None,
-        pattern=r"^https?://",
+        pattern=URL_PATTERN,
         description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",
     )
     labels: dict[str, str] = Field(default_factory=dict)
@@ -125,7 +147,7 @@ class PostgresEnvironment(_Environment):
     schema_: str = Field(default="public", alias="schema", min_length=1)
     password_env_var: str = Field(
         default="DBT_ENV_SECRET_POSTGRES_PASSWORD",
-        pattern=r"^DBT_ENV_SECRET_[A-Z0-9_]+$",
+        pattern=SECRET_VARIABLE_PATTERN,
         description="Variable holding the password; dbt scrubs DBT_ENV_SECRET_* values from its logs.",
     )
     password_secret_block: str | None = Field(
@@ -244,7 +266,11 @@ def _read_yaml(path: Path) -> Any:
             f"from the repository) or point ${ENVIRONMENTS_FILE_VARIABLE} at yours."
         )
         raise ConfigError(msg)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        msg = f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8."
+        raise ConfigError(msg) from None
     if not text.strip():
         msg = f"{path} is empty: declare at least one environment under 'environments:'."
         raise ConfigError(msg)
@@ -258,9 +284,19 @@ def _read_yaml(path: Path) -> Any:
 def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> str:
     """Turn pydantic's report into one line per problem: file, dotted key, what is wrong, the fix."""
     lines = [f"{path} is invalid:"]
+    seen: set[str] = set()
     for problem in error.errors():
-        location = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery", "postgres")]
+        # pydantic marks a mapping key's own problem with "[key]": the user knows it as the key itself.
+        parts = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery", "postgres")]
+        location = [part for part in parts if part != "[key]"]
         key = ".".join(location) or "(top level)"
+        if key in seen:
+            continue
+        seen.add(key)
+        if problem["type"] == "string_pattern_mismatch":
+            rule = PATTERN_RULES.get(str((problem.get("ctx") or {}).get("pattern")), "see the example file")
+            lines.append(f"  - {key}: {problem['input']!r} is not allowed: {rule}.")
+            continue
         if problem["type"] == "extra_forbidden":
             allowed = _allowed_keys(location, data)
             hint = _did_you_mean(location[-1], allowed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,7 +50,12 @@ def prepare_run(target: str, project_dir: str | None) -> RunPlan:
     """Check the target, load its profile block and find the dbt project, or raise a clear error."""
     environment = load_environments().get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
-    project = DbtProject.load(Path(project_dir) if project_dir else environment.dbt_project_dir)
+    if project_dir:
+        project = DbtProject.load(
+            Path(project_dir), fix="Point --project-dir at the folder that holds dbt_project.yml."
+        )
+    else:
+        project = DbtProject.load(environment.dbt_project_dir)
     return RunPlan(target=target, project=project, profile=profile, secrets=run_secrets(environment))
 
 
@@ -114,6 +120,19 @@ def dbt_full_pipeline(
     return [report.result for report in reports if report.result is not None]
 
 
+def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` that is 0 or more (argparse names the flag on error)."""
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < 0:
+            msg = f"must be 0 or more, got {text}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="prefect_flows/pipeline.py", description=dbt_full_pipeline.__doc__)
     parser.add_argument("--target", default="dev", help="environment to run (default: dev)")
@@ -121,8 +140,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--select", help="dbt node selection, e.g. 'staging+' or 'tag:daily'")
     parser.add_argument("--exclude", help="dbt node selection to leave out, e.g. 'test_type:unit'")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models and seeds")
-    parser.add_argument("--retries", type=int, default=2, help="retries after a transient failure (default: 2)")
-    parser.add_argument("--retry-delay", type=float, default=30, help="seconds between retries (default: 30)")
+    parser.add_argument(
+        "--retries", type=_at_least_zero(int), default=2, help="retries after a transient failure (default: 2)"
+    )
+    parser.add_argument(
+        "--retry-delay", type=_at_least_zero(float), default=30, help="seconds between retries (default: 30)"
+    )
     return parser.parse_args(argv)
 
 

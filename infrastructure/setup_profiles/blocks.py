@@ -11,6 +11,7 @@ done; a block whose content is already what the plan wants is left untouched.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,8 +23,16 @@ from prefect_slack import SlackWebhook
 
 from dbt_pipeline.blocks import load_block
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import AnyEnvironment, BigQueryEnvironment, Environments, GcpSettings
-from dbt_pipeline.errors import BlockNotFoundError
+from dbt_pipeline.environments import (
+    GCP_PROJECT_PATTERN,
+    PATTERN_RULES,
+    URL_PATTERN,
+    AnyEnvironment,
+    BigQueryEnvironment,
+    Environments,
+    GcpSettings,
+)
+from dbt_pipeline.errors import BlockNotFoundError, ConfigError
 from dbt_pipeline.profile_blocks import (
     AnyTargetConfigs,
     BigQueryTargetConfigs,
@@ -108,11 +117,12 @@ def resolve_targets(environments: Environments, targets: list[str]) -> list[Reso
     credentials: GcpCredentials | None = None
     for name in targets:
         environment = environments.get(name)
-        project = DbtProject.load(environment.dbt_project_dir)
+        fix = f"Fix environments.{name}.dbt_project_dir (or defaults.dbt_project_dir) in {environments.source}."
+        project = DbtProject.load(environment.dbt_project_dir, fix=fix)
         if not isinstance(environment, BigQueryEnvironment):
             resolved.append(ResolvedTarget(environment, project, target_configs_for(environment)))
             continue
-        gcp_project = environment.project or environments.gcp.project or os.environ.get(GCP_PROJECT_VARIABLE)
+        gcp_project = environment.project or environments.gcp.project or _gcp_project_from_environment()
         if not gcp_project:
             resolved.append(ResolvedTarget(environment, project, None, _no_gcp_project_reason(environment)))
             continue
@@ -152,6 +162,10 @@ def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
 def _plan_slack_webhooks(plan: BlockPlan, environments: list[AnyEnvironment]) -> None:
     """The Slack webhook blocks the environments name, from $SLACK_WEBHOOK_URL when it is set."""
     url = os.environ.get(SLACK_WEBHOOK_VARIABLE)
+    if url and not re.match(URL_PATTERN, url):
+        # The URL is a secret (anyone holding it can post): name the variable, never quote it.
+        msg = f"${SLACK_WEBHOOK_VARIABLE} is not a URL: it must start with https:// (or http:// for a local receiver)."
+        raise ConfigError(msg)
     names = {env.notification_block.removeprefix("slack-webhook/") for env in environments if env.notification_block}
     for name in sorted(names):
         if "/" in name:  # another block type: the user creates it (UI or `prefect block create`)
@@ -162,6 +176,15 @@ def _plan_slack_webhooks(plan: BlockPlan, environments: list[AnyEnvironment]) ->
             plan.skip(
                 [name], f"set ${SLACK_WEBHOOK_VARIABLE} to create this Slack webhook block (alerts are off until then)"
             )
+
+
+def _gcp_project_from_environment() -> str | None:
+    """$GOOGLE_CLOUD_PROJECT, checked like a project id written in the environments file."""
+    project = os.environ.get(GCP_PROJECT_VARIABLE)
+    if project and not re.fullmatch(GCP_PROJECT_PATTERN, project):
+        msg = f"${GCP_PROJECT_VARIABLE} is {project!r}, which is not {PATTERN_RULES[GCP_PROJECT_PATTERN]}."
+        raise ConfigError(msg)
+    return project or None
 
 
 def _no_gcp_project_reason(environment: BigQueryEnvironment) -> str:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
+import google.auth.crypt
 import google.auth.exceptions
 from prefect_gcp import GcpCredentials
 
@@ -54,6 +55,18 @@ def read_service_account_key(path: Path) -> dict[str, Any]:
             f"Create a key for the dbt service account and point ${KEY_FILE_VARIABLE} at it."
         )
         raise CredentialsError(msg)
+    not_text = [name for name in SERVICE_ACCOUNT_FIELDS if not isinstance(key[name], str)]
+    if not_text:
+        msg = f"{path} is not a usable service-account key: {', '.join(not_text)} must be text. Create a new key."
+        raise CredentialsError(msg)
+    try:
+        google.auth.crypt.RSASigner.from_service_account_info(key)  # type: ignore[no-untyped-call]
+    except ValueError:
+        msg = (
+            f"The private_key in {path} does not parse as an RSA key (a damaged or edited file?). "
+            "Create a new key for the service account."
+        )
+        raise CredentialsError(msg) from None
     return cast(dict[str, Any], key)
 
 
