@@ -57,6 +57,12 @@ class NodeResult:
         """Whether this node made the command fail."""
         return self.status in FAILED_STATUSES
 
+    @property
+    def rows_affected(self) -> int | None:
+        """Rows the node wrote, when the adapter reports it (seeds everywhere; models on some adapters)."""
+        rows = self.adapter_response.get("rows_affected")
+        return rows if isinstance(rows, int) and rows >= 0 else None
+
 
 @dataclass(frozen=True)
 class DbtCommandResult:

@@ -20,12 +20,12 @@ from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_UI_URL
 
+from dbt_pipeline.dbt_invocation import FAILED_STATUSES
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
 from prefect_flows.run_report import run_directory
 
 logger = logging.getLogger("prefect.dbt_pipeline.alerts")
-FAILED_STATUSES = ("error", "fail", "runtime error")
 PASSED_STATUSES = ("success", "pass", "warn", "no-op")
 
 

@@ -177,9 +177,8 @@ class NodeRunReporter:
 def _state_message(result: NodeResult) -> str:
     """What a user wants next to the state: dbt's message, rows affected, failing rows of a test."""
     parts = [result.message or result.status]
-    rows = result.adapter_response.get("rows_affected")
-    if rows is not None and rows >= 0:
-        parts.append(f"rows affected: {rows}")
+    if result.rows_affected is not None:
+        parts.append(f"rows affected: {result.rows_affected}")
     if result.failures:
         parts.append(f"failing rows: {result.failures}")
     return "; ".join(parts)

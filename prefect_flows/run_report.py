@@ -20,7 +20,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
+from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 
 # Colours of the timeline bars, by dbt status.
@@ -119,7 +119,7 @@ def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
             "step": step,
             "status": node.status,
             "duration_s": round(node.execution_time, 3),
-            "rows_affected": _rows_affected(node),
+            "rows_affected": node.rows_affected,
             "bytes_processed": node.adapter_response.get("bytes_processed"),
             "bytes_billed": node.adapter_response.get("bytes_billed"),
             "failures": node.failures,
@@ -127,11 +127,6 @@ def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
         }
         for step, node in sorted(nodes, key=lambda item: -item[1].execution_time)
     ]
-
-
-def _rows_affected(node: NodeResult) -> int | None:
-    affected = node.adapter_response.get("rows_affected")
-    return affected if isinstance(affected, int) and affected >= 0 else None
 
 
 def serve_docs_command(docs_dir: Path) -> str:
