@@ -23,23 +23,19 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from harness import BIN, REPO, local_prefect_server
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 STEPS = [["seed"], ["snapshot"], ["run"], ["test"], ["docs", "generate"]]
 PROFILE = "bench"
 
@@ -146,26 +142,6 @@ def prefect_dbt(project: Path, env: dict[str, str]) -> tuple[float, float]:
     return run_measured([sys.executable, "-c", PREFECT_DBT_FLOW, str(project)], env, project)
 
 
-def start_prefect_server(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/api"
-    for _ in range(180):
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return server, url
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("prefect server did not start")
-
-
 def count_nodes(project: Path, env: dict[str, str]) -> int:
     """Nodes the steps execute (seeds, snapshots, models, tests), from dbt's own listing."""
     listed = subprocess.run(
@@ -184,9 +160,11 @@ def main() -> None:
     parser.add_argument("--skip-prefect-dbt", action="store_true", help="leave prefect-dbt's runner out")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="dbt-bench-"))
-    server, api = start_prefect_server(work / "prefect-home")
-    try:
+    with (
+        tempfile.TemporaryDirectory(prefix="dbt-bench-", ignore_cleanup_errors=True) as temporary,
+        local_prefect_server(Path(temporary) / "prefect-home") as (_, api),
+    ):
+        work = Path(temporary)
         source = args.project_dir.resolve() if args.project_dir else generate_project(work / "synthetic", args.models)
         env = {
             **os.environ,
@@ -226,10 +204,6 @@ def main() -> None:
                 measures[name].peaks.append(peak)
                 print(f"  round {round_number} {name:<12} {wall:7.1f} s  {peak:6.0f} MiB", flush=True)
         report(measures, nodes)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def report(measures: dict[str, Measure], nodes: int) -> None:

@@ -3,13 +3,13 @@
 The message says what an on-call engineer needs first: the target, each failing node with an
 excerpt of its error, the counts of passed / failed / skipped nodes, and the flow run's URL. It
 goes through the environment's notification block (a Slack webhook by default). An alert that
-cannot be sent is logged as a warning: it never changes the run's own state.
+cannot be sent is logged as a warning in the flow run's logs (in the UI too): it never changes the
+run's own state.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from prefect import Flow, State
 from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.settings import PREFECT_UI_URL
 
 from dbt_pipeline.dbt_invocation import FAILED_STATUSES
@@ -25,7 +26,6 @@ from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
 from prefect_flows.run_report import run_directory
 
-logger = logging.getLogger("prefect.dbt_pipeline.alerts")
 PASSED_STATUSES = ("success", "pass", "warn", "no-op")
 
 
@@ -86,7 +86,9 @@ def load_notification_block(name: str) -> NotificationBlock:
     return block
 
 
-def send_alert(flow_run: FlowRun, *, outcome: str, error: str = "", only_if: str = "always") -> None:
+def send_alert(
+    flow: Flow[..., Any], flow_run: FlowRun, *, outcome: str, error: str = "", only_if: str = "always"
+) -> None:
     """Send the alert for `flow_run` if its environment names a notification block; never raise."""
     target = str(flow_run.parameters.get("target", "dev"))
     try:
@@ -100,19 +102,22 @@ def send_alert(flow_run: FlowRun, *, outcome: str, error: str = "", only_if: str
         # Hooks of a sync flow run synchronously: notify() sends and returns None here.
         block.notify(body=message, subject=f"[dbt {target}] pipeline {outcome}")  # type: ignore[unused-coroutine]
     except Exception as problem:  # an alert must never change the run's outcome
-        logger.warning("Could not send the %s alert for target %r: %s", outcome, target, problem)
+        # The hook runs after the flow's last state: its logger is the one bound to this flow run.
+        flow_run_logger(flow_run, flow).warning(
+            "Could not send the %s alert for target %r: %s", outcome, target, problem
+        )
 
 
 def alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: the run failed."""
-    send_alert(flow_run, outcome="FAILED", error=state.message or "")
+    send_alert(flow, flow_run, outcome="FAILED", error=state.message or "")
 
 
 def alert_on_crash(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: the run's process died (killed, out of memory) or its infrastructure failed."""
-    send_alert(flow_run, outcome="CRASHED", error=state.message or "")
+    send_alert(flow, flow_run, outcome="CRASHED", error=state.message or "")
 
 
 def summary_on_success(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: a short summary, for environments with notify_on_success."""
-    send_alert(flow_run, outcome="succeeded", only_if="success")
+    send_alert(flow, flow_run, outcome="succeeded", only_if="success")

@@ -28,6 +28,7 @@ from dbt_pipeline.environments import load_environments, target_concurrency_limi
 from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
+from dbt_pipeline.selection import check_selection
 from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
@@ -46,8 +47,10 @@ class RunPlan:
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
 
 
-def prepare_run(target: str, project_dir: str | None) -> RunPlan:
-    """Check the target, load its profile block and find the dbt project, or raise a clear error."""
+def prepare_run(target: str, project_dir: str | None, select: str | None = None, exclude: str | None = None) -> RunPlan:
+    """Check the target and the selection, load the profile block and find the project, or raise a clear error."""
+    check_selection("--select", select)
+    check_selection("--exclude", exclude)
     environment = load_environments().get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
     if project_dir:
@@ -81,7 +84,7 @@ def dbt_full_pipeline(
         retry_delay_seconds: The wait before each retry.
     """
     logger = get_run_logger()
-    plan = prepare_run(target, project_dir)
+    plan = prepare_run(target, project_dir, select, exclude)
     logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
 
     outputs = profile_outputs(plan.profile["target_configs"])
@@ -153,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the flow from the command line; exit 0 on success, 1 with a clear message otherwise."""
     args = _parse_args(argv)
     try:
-        # A typo in the target or a missing block is reported before a flow run is even created.
-        prepare_run(args.target, args.project_dir)
+        # A typo in the target or the selection, or a missing block, is reported before a flow run is created.
+        prepare_run(args.target, args.project_dir, args.select, args.exclude)
         dbt_full_pipeline(
             target=args.target,
             project_dir=args.project_dir,

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterName
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterName,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -55,3 +62,17 @@ def node_runs(runs: list[TaskRun], step: TaskRun) -> list[TaskRun]:
 def node_unique_id(run: TaskRun) -> str:
     """The dbt unique id a node's task run mirrors (its task key is `dbt-<type>-<unique id>`)."""
     return run.task_key.split("-", 2)[2]
+
+
+def prefect_logs(prefect_api: str, flow_run: FlowRun) -> str:
+    """Every log line the flow run and its tasks sent to the Prefect API."""
+    logs: list[Any] = []
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        while True:
+            page = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])), limit=PAGE, offset=len(logs)
+            )
+            logs += page
+            if len(page) < PAGE:
+                break
+    return "\n".join(log.message for log in logs)

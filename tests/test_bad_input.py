@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dbt_pipeline.selection import check_selection
 from tests.conftest import EXAMPLE_PROJECT, Workspace
 
 SETUP = ("-m", "infrastructure.setup_profiles")
@@ -591,6 +592,21 @@ PIPELINE_CLI_CASES = [
     ),
     CliCase("unknown-flag", ("--target", READY, "--selct", "orders"), ("unrecognized arguments: --selct", "usage: ")),
     CliCase(
+        "select-unknown-method",
+        ("--target", READY, "--select", "model:orders"),
+        ("Invalid --select 'model:orders': 'model' is not a valid method name (valid: fqn, tag,", "node-selection"),
+    ),
+    CliCase(
+        "select-without-value",
+        ("--target", READY, "--select", "staging tag:"),
+        ("Invalid --select 'staging tag:': 'tag:' has no value to match",),
+    ),
+    CliCase(
+        "exclude-at-prefix-and-plus-suffix",
+        ("--target", READY, "--exclude", "@orders+"),
+        ("Invalid --exclude '@orders+': '@orders+' combines the '@' prefix and a '+' suffix",),
+    ),
+    CliCase(
         "retries-negative",
         ("--target", READY, "--select", "raw_stores", "--retries", "-1"),
         ("--retries", re.compile(r"-1\b")),
@@ -643,3 +659,24 @@ def test_pipeline_mistake_is_reported_before_a_flow_run(
     before = Before.take(prefect_api, dbt_project, ready_warehouse.parents[1] / "dbt")
     result = pipeline_command(workspace, *map(fill, case.args))
     before.assert_refused(result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected])
+
+
+@pytest.mark.parametrize(
+    "selection",
+    [
+        "orders",
+        "staging+",
+        "+fct_orders",
+        "2+fct_orders+1",
+        "@int_orders",
+        "tag:daily,config.materialized:view",
+        "path:models/marts test_type:unit",
+        "source:shop+",
+        "resource_type:seed",
+        "state:modified+",
+        "fqn:*",
+    ],
+)
+def test_valid_selections_pass_the_check(selection: str) -> None:
+    """The check before a run refuses only what dbt's grammar refuses: every documented form passes."""
+    check_selection("--select", selection)

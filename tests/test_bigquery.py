@@ -1,12 +1,14 @@
 """The BigQuery production path end to end, offline: setup, blocks, the flow, dbt-bigquery, a service account.
 
-Two test doubles stand in for Google, whose endpoints cannot be reached from here:
+Test doubles stand in for Google, whose endpoints cannot be reached from here:
 
 - BigQuery itself is **bqemulator** (``tests.emulators``), reached through the environment's
   ``api_endpoint``; its known gaps are listed in ``tests/emulators/bigquery.py``.
 - Google's OAuth token endpoint is a tiny HTTP server of this module, on loopback, named as the
   ``token_uri`` of a service-account key made with a freshly generated RSA key. It checks nothing
   but records each request, so the tests can verify that the JWT assertion was signed with the key.
+- BigQuery's bytes-billed limit, which the emulator ignores, is applied by a proxy in front of it
+  (``tests.emulators.billing``) for the cost-guard test only.
 
 Everything else is the production code: ``python -m infrastructure.setup_profiles`` creates the
 ``gcp-credentials``, ``bigquery-target-configs-bq`` and ``dbt-cli-profile-bq`` blocks on a real Prefect
@@ -21,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -41,7 +44,8 @@ from dbt_pipeline.profiles import profile_outputs
 from tests.conftest import EXAMPLE_PROJECT, REPO, Workspace
 from tests.emulators import BigQueryEmulator, unique_dataset
 from tests.emulators.bigquery import add_catalog_macros
-from tests.prefect_api import flow_run_name
+from tests.emulators.billing import MINIMUM_BILLED_PER_TABLE, billing_proxy
+from tests.prefect_api import all_task_runs, flow_run_name, step_runs
 
 TARGET = "bq"
 #: 10 GiB: the cost guard the environment declares (the emulator bills nothing, so it never trips).
@@ -346,6 +350,65 @@ def test_cost_guard_reaches_the_dbt_profile_of_a_run(bigquery_run: BigQueryRun, 
 
     local = yaml.safe_load((bigquery_run.dbt_project / "profiles.yml").read_text())
     assert local["shop_analytics"]["outputs"][TARGET]["maximum_bytes_billed"] == MAXIMUM_BYTES_BILLED
+
+
+def _add_target(run: BigQueryRun, name: str, **settings: object) -> None:
+    """Declare target `name` as a copy of `bq` with `settings`, and create its blocks."""
+    document = yaml.safe_load(run.workspace.environments_file.read_text())
+    document["environments"][name] = {**document["environments"][TARGET], **settings}
+    run.workspace.write_environments(document)
+    run.workspace.setup("--blocks-only", "--target", name)
+
+
+def test_cost_guard_stops_a_query_over_the_limit_once_and_names_it(bigquery_run: BigQueryRun) -> None:
+    """A target whose maximum_bytes_billed is below what BigQuery bills for a model: the limit reaches the query
+    job, BigQuery's refusal fails the run with the cost guard named, and the step is not retried.
+
+    The refusal comes from tests.emulators.billing, a proxy in front of the emulator that applies BigQuery's
+    bytes-billed limit (the emulator ignores it; Google's BigQuery cannot be reached from here)."""
+    limit = 1_000_000  # 1 MB: below the 10 MB BigQuery bills at least for each table a query reads
+    assert bigquery_run.emulator.endpoint is not None
+    with billing_proxy(bigquery_run.emulator.endpoint) as proxy:
+        _add_target(bigquery_run, "bq-guarded", maximum_bytes_billed=limit, api_endpoint=proxy.url)
+        result = bigquery_run.workspace.pipeline(
+            "--target", "bq-guarded", "--select", "customers", "--retries", "2", "--retry-delay", "0"
+        )
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    assert proxy.limits, "no query job reached BigQuery"
+    assert set(proxy.limits) == {limit}, "every query job carries the target's limit"
+    needed = f"Query exceeded limit for bytes billed: {limit}. {MINIMUM_BILLED_PER_TABLE} or higher required."
+    assert needed in result.stderr
+    assert "model.shop_analytics.customers (error)" in result.stderr
+    assert "Cost guard: BigQuery refused a query that would bill more than the target's maximum_bytes_billed" in (
+        result.stderr
+    )
+    runs = step_runs(all_task_runs(bigquery_run.workspace.env["PREFECT_API_URL"], output))
+    run_step = next(run for run in runs if run.name.startswith("dbt-run"))
+    assert run_step.run_count == 1, "a query over the cost guard is not worth a retry"
+
+
+def test_doctor_checks_a_bigquery_target_and_gives_up_on_a_silent_endpoint(bigquery_run: BigQueryRun) -> None:
+    """The doctor passes every check of the emulator target; on an endpoint that accepts connections but never
+    answers (dbt-bigquery would retry for 10 minutes), the warehouse check fails after --timeout, and the
+    rendered profile, which holds the key, is removed all the same."""
+    ready = bigquery_run.workspace.run("-m", "infrastructure.doctor", "--target", TARGET)
+    assert ready.returncode == 0, ready.stdout + ready.stderr
+    assert f"`dbt debug --connection --target {TARGET}` answers" in ready.stdout
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the backlog; nothing ever reads or answers them
+        _add_target(bigquery_run, "bq-silent", api_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        result = bigquery_run.workspace.run("-m", "infrastructure.doctor", "--target", "bq-silent", "--timeout", "5")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert re.search(r"\[FAIL\] warehouse\s+`dbt debug --connection` got no answer within 5 s", output), output
+    assert "fix: check the network between this machine and the warehouse" in output
+    assert "Traceback" not in output
+    assert bigquery_run.key.marker not in output
+    assert not list((bigquery_run.workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile is removed"
 
 
 def test_private_key_never_leaks_from_setup_or_runs(bigquery_run: BigQueryRun, second_run: str) -> None:

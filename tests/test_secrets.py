@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -30,14 +29,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
 from tests.conftest import EXAMPLE_PROJECT, REPO, Workspace
 from tests.postgres_server import running_postgres
-from tests.prefect_api import all_task_runs, read_flow_run
+from tests.prefect_api import all_task_runs, prefect_logs, read_flow_run
 
 GCP_PROJECT = "acme-data-123"
 DUCKDB_TARGET = "secrets-dev"
@@ -46,7 +45,6 @@ CREDENTIALS_BLOCK = "gcp-credentials-secrets"
 WEBHOOK_BLOCK = "alerts-secrets"
 POSTGRES_TARGET = "secrets-pg"
 POSTGRES_SECRET_BLOCK = "secrets-pg-password"
-PAGE = 200  # the largest page the Prefect API serves
 # Folders of the repository that are not the project's files: tools' caches and the virtualenv.
 NOT_THE_PROJECT = {".git", ".venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "node_modules"}
 
@@ -138,20 +136,6 @@ def files_with_markers(paths: Iterator[Path] | list[Path], markers: dict[str, st
         if hits:
             found[str(path)] = hits
     return found
-
-
-def prefect_logs(prefect_api: str, flow_run: FlowRun) -> str:
-    """Every log line the flow run and its tasks sent to the Prefect API."""
-    logs: list[Any] = []
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-        while True:
-            page = client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])), limit=PAGE, offset=len(logs)
-            )
-            logs += page
-            if len(page) < PAGE:
-                break
-    return "\n".join(log.message for log in logs)
 
 
 def recorded_runs(prefect_api: str, flow_run: FlowRun, output: str) -> str:

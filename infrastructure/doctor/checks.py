@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
@@ -33,6 +35,8 @@ from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profile
 from prefect_flows.alerts import load_notification_block
 from prefect_flows.dbt_tasks import DbtInvocation
 
+T = TypeVar("T")
+
 
 class CheckFailedError(Exception):
     """A check's failure: its message says what is wrong, `fix` what to do."""
@@ -48,6 +52,9 @@ class Doctor:
 
     target: str
     environments_file: Path | None = None
+    # How long the warehouse may take to answer. dbt-bigquery retries a connection error for up to 10
+    # minutes: without a bound, an unreachable warehouse would hang the doctor instead of failing a check.
+    timeout_seconds: float = 120
     results: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, name, detail, fix)
     environments: Environments | None = None
     environment: AnyEnvironment | None = None
@@ -127,23 +134,30 @@ class Doctor:
         self.project = DbtProject.load(self.environment.dbt_project_dir)
         return f"{self.project.name} at {self.project.path} (profile {self.project.profile})"
 
-    def _dbt(self, command: list[str], verb: str) -> str:
+    def _dbt(self, command: list[str], verb: str, *, timeout_seconds: float | None = None) -> str:
         assert self.profile is not None
         assert self.project is not None
+        project = self.project
         outputs = profile_outputs(configs_data(self.profile.target_configs))
-        document = profiles_document(self.project.profile, self.target, outputs)
+        document = profiles_document(project.profile, self.target, outputs)
+        # The profile is removed by this thread whatever dbt does: a dbt left waiting on a warehouse
+        # that does not answer must not leave the rendered profile (and its key) behind.
         with private_profiles_dir(document) as profiles_dir, tempfile.TemporaryDirectory() as scratch:
-            invocation = DbtInvocation(self.project, profiles_dir, self.target)
+            invocation = DbtInvocation(project, profiles_dir, self.target)
             # Artifacts go to a scratch folder: the doctor leaves the project's target/ alone.
             target_path = None if command[0] == "debug" else scratch
             args = [*invocation.args(command, target_path=target_path), "--log-path", scratch]
-            result = invoke_dbt(
-                args, command=f"dbt {' '.join(command)} --target {self.target}", project_dir=self.project.path
+            result = _within(
+                timeout_seconds,
+                lambda: invoke_dbt(
+                    args, command=f"dbt {' '.join(command)} --target {self.target}", project_dir=project.path
+                ),
+                f"`dbt {' '.join(command)}` got no answer",
             )
         if not result.success:
             raise CheckFailedError(
                 result.error or f"`{result.command}` failed",
-                f"run `cd {self.project.path} && {result.command}` to see why",
+                f"run `cd {project.path} && {result.command}` to see why",
             )
         return f"`{result.command}` {verb}"
 
@@ -153,7 +167,7 @@ class Doctor:
         if outputs["type"] == "duckdb" and not Path(outputs["path"]).exists():
             # Connecting would create the file: the doctor changes nothing, the first run creates it.
             return f"DuckDB file {outputs['path']} does not exist yet: the first run creates it"
-        return self._dbt(["debug", "--connection"], "answers")
+        return self._dbt(["debug", "--connection"], "answers", timeout_seconds=self.timeout_seconds)
 
     def _concurrency_limit(self) -> str:
         name = target_concurrency_limit(self.target)
@@ -183,6 +197,32 @@ class Doctor:
         return f"{name} ({type(block).__name__})"
 
 
+def _within(seconds: float | None, work: Callable[[], T], what: str) -> T:
+    """`work()`, or a failed check if it takes longer than `seconds` (the work is left behind in a daemon thread)."""
+    if seconds is None:
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name="doctor-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise CheckFailedError(
+            f"{what} within {seconds:.0f} s",
+            "check the network between this machine and the warehouse (proxy, firewall, VPN) and its endpoint; "
+            "--timeout waits longer",
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["value"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the checklist; exit 1 if a check failed."""
     parser = argparse.ArgumentParser(
@@ -194,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="default: $PIPELINE_ENVIRONMENTS_FILE or infrastructure/environments.yaml",
     )
+    parser.add_argument(
+        "--timeout", type=float, default=120, help="seconds the warehouse may take to answer (default: 120)"
+    )
     args = parser.parse_args(argv)
-    doctor = Doctor(args.target, args.environments_file)
+    if not args.timeout > 0:  # NaN too
+        parser.error(f"--timeout must be more than 0 seconds, got {args.timeout:g}")
+    doctor = Doctor(args.target, args.environments_file, timeout_seconds=args.timeout)
     healthy = doctor.run_all()
     print(f"doctor: target {args.target!r}")
     for status, name, detail, fix in doctor.results:

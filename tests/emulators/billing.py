@@ -1,0 +1,132 @@
+"""BigQuery's bytes-billed limit, in front of the emulator: a test double for what bqemulator does not do.
+
+bqemulator bills nothing and ignores a query job's ``maximumBytesBilled``, so a cost guard cannot
+trip on it. :class:`BillingProxy` is an HTTP proxy on loopback that forwards every request to the
+emulator unchanged, except a query job whose ``maximumBytesBilled`` is below what BigQuery would
+bill for it. That it refuses with BigQuery's own answer: HTTP 400, reason ``bytesBilledLimitExceeded``,
+message ``Query exceeded limit for bytes billed: <limit>. <needed> or higher required.``
+
+What it bills is BigQuery's floor, not a real scan: on-demand pricing bills at least 10 MB for each
+table a query reads, so any query with a ``from`` clause is billed 10 MiB here. (Real BigQuery lets
+the job start and fails it; the client library raises the same ``BadRequest`` either way.)
+
+It also records the limit each query job asked for, which is the real proof that the environment's
+setting reaches BigQuery's API: the refusal itself is Google's behaviour, faked here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+#: BigQuery bills at least 10 MB for each table a query references.
+MINIMUM_BILLED_PER_TABLE = 10 * 1024 * 1024
+_READS_A_TABLE = re.compile(r"\bfrom\b", re.IGNORECASE)
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    server: BillingProxy
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._forward(b"")
+
+    def do_DELETE(self) -> None:
+        self._forward(b"")
+
+    def do_PATCH(self) -> None:
+        self._forward(self._body())
+
+    def do_PUT(self) -> None:
+        self._forward(self._body())
+
+    def do_POST(self) -> None:
+        body = self._body()
+        refusal = self.server.refusal(self.path, body)
+        if refusal is None:
+            self._forward(body)
+        else:
+            self._answer(400, json.dumps(refusal).encode(), {"Content-Type": "application/json; charset=UTF-8"})
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _forward(self, body: bytes) -> None:
+        upstream = http.client.HTTPConnection(self.server.upstream.hostname or "", self.server.upstream.port, 60)
+        try:
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
+            upstream.request(self.command, self.path, body=body or None, headers=headers)
+            response = upstream.getresponse()
+            payload = response.read()
+            kept = {name: value for name, value in response.getheaders() if name.lower() not in _HOP_BY_HOP}
+            self._answer(response.status, payload, kept)
+        finally:
+            upstream.close()
+
+    def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests read `limits` instead."""
+
+
+class BillingProxy(ThreadingHTTPServer):
+    """The emulator behind BigQuery's bytes-billed limit; ``url`` is the endpoint to give dbt."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.limits: list[int] = []  # maximumBytesBilled of every query job, as the API received it
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def refusal(self, path: str, body: bytes) -> dict[str, Any] | None:
+        """BigQuery's error for a query job over its limit, or None to let the request through."""
+        if not urllib.parse.urlsplit(path).path.endswith("/jobs"):
+            return None
+        try:  # a load job's upload is multipart, not JSON: it has no query
+            job = json.loads(body)
+        except ValueError:
+            return None
+        query = (job.get("configuration") or {}).get("query") or {}
+        if "maximumBytesBilled" not in query:
+            return None
+        limit = int(query["maximumBytesBilled"])  # an int64 in JSON: a string on the wire
+        self.limits.append(limit)
+        billed = MINIMUM_BILLED_PER_TABLE if _READS_A_TABLE.search(query.get("query", "")) else 0
+        if billed <= limit:
+            return None
+        message = f"Query exceeded limit for bytes billed: {limit}. {billed} or higher required."
+        error = {"message": message, "domain": "global", "reason": "bytesBilledLimitExceeded"}
+        return {"error": {"code": 400, "message": message, "errors": [error], "status": "INVALID_ARGUMENT"}}
+
+
+@contextmanager
+def billing_proxy(upstream: str) -> Iterator[BillingProxy]:
+    """A :class:`BillingProxy` in front of `upstream` (the emulator's URL), served from a thread."""
+    proxy = BillingProxy(upstream)
+    thread = threading.Thread(target=proxy.serve_forever, name="bigquery-billing-proxy", daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(timeout=10)
