@@ -85,14 +85,18 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture
-def dbt_project(tmp_path: Path) -> Path:
-    """A private copy of the example dbt project (without build outputs or a local profile)."""
-    destination = tmp_path / "dbt"
+def copy_example_project(destination: Path) -> Path:
+    """A private copy of the example dbt project at `destination`, without build outputs or a local profile."""
     shutil.copytree(
         EXAMPLE_PROJECT, destination, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
     )
     return destination
+
+
+@pytest.fixture
+def dbt_project(tmp_path: Path) -> Path:
+    """A private copy of the example dbt project (without build outputs or a local profile)."""
+    return copy_example_project(tmp_path / "dbt")
 
 
 @dataclass
@@ -120,6 +124,30 @@ class Workspace:
     def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("prefect_flows/pipeline.py", *args)
 
+    def prefect(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
+        """Run `prefect <args>` from the repository root, as a user types it."""
+        return subprocess.run(
+            [str(PREFECT), *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+def make_workspace(root: Path, prefect_api: str, prefect_home: Path, **env: str) -> Workspace:
+    """A workspace under `root`: its environments file (not written yet), a private TMPDIR, the session's server.
+
+    For the module-scoped fixtures that need what the function-scoped `workspace` fixture gives.
+    """
+    (root / "tmp").mkdir()
+    environment = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_HOME": str(prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PIPELINE_ENVIRONMENTS_FILE": str(root / "environments.yaml"),
+        "TMPDIR": str(root / "tmp"),
+        **env,
+    }
+    return Workspace(root / "environments.yaml", environment, root)
+
 
 def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str, object]:
     """An environments document with one DuckDB environment per name, all on `database`."""
@@ -132,16 +160,6 @@ def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str,
 @pytest.fixture
 def workspace(tmp_path: Path, prefect_api: str, prefect_home: Path, dbt_project: Path) -> Workspace:
     """A DuckDB `dev` environment on a private copy of the example project, against the test server."""
-    environments_file = tmp_path / "environments.yaml"
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PIPELINE_ENVIRONMENTS_FILE": str(environments_file),
-        "TMPDIR": str(tmp_path / "tmp"),
-    }
-    (tmp_path / "tmp").mkdir()
-    workspace = Workspace(environments_file, env, tmp_path)
+    workspace = make_workspace(tmp_path, prefect_api, prefect_home)
     workspace.write_environments(duckdb_environments(dbt_project, tmp_path / "warehouse" / "dev.duckdb", "dev"))
     return workspace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -46,7 +47,13 @@ def all_task_runs(prefect_api: str, output: str) -> list[TaskRun]:
             runs += page
             if len(page) < PAGE:
                 break
-    return sorted(runs, key=lambda run: run.start_time or run.expected_start_time)
+    return sorted(runs, key=_started)
+
+
+def _started(run: TaskRun) -> datetime:
+    started = run.start_time or run.expected_start_time
+    assert started is not None, run
+    return started
 
 
 def step_runs(runs: list[TaskRun]) -> list[TaskRun]:
@@ -56,7 +63,11 @@ def step_runs(runs: list[TaskRun]) -> list[TaskRun]:
 
 def node_runs(runs: list[TaskRun], step: TaskRun) -> list[TaskRun]:
     """The task runs mirroring the nodes of `step`."""
-    return [run for run in runs if any(parent.id == step.id for parent in run.task_inputs.get("__parents__", []))]
+    return [
+        run
+        for run in runs
+        if any(getattr(parent, "id", None) == step.id for parent in run.task_inputs.get("__parents__", []))
+    ]
 
 
 def node_unique_id(run: TaskRun) -> str:

@@ -5,7 +5,6 @@ no flow run for a mistake the pipeline's preflight can see)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.selection import check_selection
-from tests.conftest import EXAMPLE_PROJECT, Workspace
+from tests.conftest import Workspace, copy_example_project, make_workspace
 
 SETUP = ("-m", "infrastructure.setup_profiles")
 PAGE = 200  # the largest page the Prefect API serves
@@ -532,31 +530,16 @@ def test_malformed_slack_webhook_url_is_refused_without_echoing_it(
 def ready_warehouse(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The blocks of the DuckDB target READY exist (set up once, for real); returns its database path."""
     root = tmp_path_factory.mktemp("ready")
-    project = root / "dbt"
-    shutil.copytree(
-        EXAMPLE_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
-    )
+    project = copy_example_project(root / "dbt")
     database = root / "warehouse" / "ready.duckdb"
-    environments = root / "environments.yaml"
-    environments.write_text(
-        yaml.safe_dump(
-            {
-                "defaults": {"dbt_project_dir": str(project)},
-                "environments": {READY: {"adapter": "duckdb", "path": str(database)}},
-            }
-        ),
-        encoding="utf-8",
+    workspace = make_workspace(root, prefect_api, prefect_home)
+    workspace.write_environments(
+        {
+            "defaults": {"dbt_project_dir": str(project)},
+            "environments": {READY: {"adapter": "duckdb", "path": str(database)}},
+        }
     )
-    (root / "tmp").mkdir()
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PIPELINE_ENVIRONMENTS_FILE": str(environments),
-        "TMPDIR": str(root / "tmp"),
-    }
-    Workspace(environments, env, root).setup("--blocks-only")
+    workspace.setup("--blocks-only")
     return database
 
 

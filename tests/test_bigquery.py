@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
 import socket
 import threading
 import urllib.parse
@@ -41,7 +39,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.environments import DEFAULT_ENVIRONMENTS_FILE, BigQueryEnvironment, load_environments
 from dbt_pipeline.profiles import profile_outputs
-from tests.conftest import EXAMPLE_PROJECT, REPO, Workspace
+from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
 from tests.emulators import BigQueryEmulator, unique_dataset
 from tests.emulators.bigquery import add_catalog_macros
 from tests.emulators.billing import MINIMUM_BILLED_PER_TABLE, billing_proxy
@@ -168,29 +166,11 @@ def bigquery_run(
     session's Prefect server.
     """
     root = tmp_path_factory.mktemp("bigquery")
-    dbt_project = root / "dbt"
-    shutil.copytree(
-        EXAMPLE_PROJECT, dbt_project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
-    )
-    (root / "tmp").mkdir()
-    environment = {
-        name: value
-        for name, value in os.environ.items()
-        # Nothing but the environments file may point at the emulator, a project or a key.
-        if name not in ("BIGQUERY_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS")
-    }
-    workspace = Workspace(
-        root / "environments.yaml",
-        {
-            **environment,
-            "PREFECT_API_URL": prefect_api,
-            "PREFECT_HOME": str(prefect_home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PIPELINE_ENVIRONMENTS_FILE": str(root / "environments.yaml"),
-            "TMPDIR": str(root / "tmp"),
-        },
-        root,
-    )
+    dbt_project = copy_example_project(root / "dbt")
+    workspace = make_workspace(root, prefect_api, prefect_home)
+    # Nothing but the environments file may point at the emulator, a project or a key.
+    for name in ("BIGQUERY_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS"):
+        workspace.env.pop(name, None)
     assert bigquery_emulator.project is not None
     assert bigquery_emulator.endpoint is not None
     key = _service_account_key(root, bigquery_emulator.project, token_endpoint.url)

@@ -7,10 +7,7 @@ Every Prefect 3 command that replaces a command of the seed (Prefect 2) is run h
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -30,13 +27,13 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelled
 
-from tests.conftest import EXAMPLE_PROJECT, PREFECT, REPO, Workspace, duckdb_environments
+from tests.conftest import PREFECT, REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
+from tests.workers import Worker, running_worker
 
 DEV = "pipeline-dbt-complet/dbt-dev"
 PROD = "pipeline-dbt-complet/dbt-prod"
 POOL = "default-pool"
 WATCH = ["--watch", "--watch-timeout", "300"]
-PROJECT_COPY_IGNORE = shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
 T = TypeVar("T")
 
 
@@ -45,14 +42,10 @@ class Deployed:
     """The workspace the deployments run in, and the worker running them."""
 
     workspace: Workspace
-    worker: subprocess.Popen[bytes]
-    worker_log: Path
+    worker: Worker
 
     def prefect(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-        return run_prefect(self.workspace, *args, timeout=timeout)
-
-    def worker_tail(self) -> str:
-        return "\n--- worker log (tail) ---\n" + self.worker_log.read_text(errors="replace")[-4000:]
+        return self.workspace.prefect(*args, timeout=timeout)
 
     @contextmanager
     def client(self) -> Iterator[SyncPrefectClient]:
@@ -70,26 +63,6 @@ class Deployed:
             return client.read_deployment_by_name(name)
 
 
-def run_prefect(workspace: Workspace, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
-    """Run `prefect <args>` from the repository root with the workspace's environment, as a user types it."""
-    return subprocess.run(
-        [str(PREFECT), *args], cwd=REPO, env=workspace.env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM the process group of `process` (started with start_new_session=True), SIGKILL it after `timeout`."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def flow_run_id(output: str) -> UUID:
     """The id of the flow run `prefect deployment run` created, from its output."""
     match = re.search(r"UUID: ([0-9a-f-]{36})", output)
@@ -105,18 +78,8 @@ def deployment_workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: 
     with this environment (its flow-run processes inherit it), so they are built the same way, once.
     """
     root = tmp_path_factory.mktemp("deployments")
-    project = root / "dbt"
-    shutil.copytree(EXAMPLE_PROJECT, project, ignore=PROJECT_COPY_IGNORE)
-    (root / "tmp").mkdir()
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PIPELINE_ENVIRONMENTS_FILE": str(root / "environments.yaml"),
-        "TMPDIR": str(root / "tmp"),
-    }
-    workspace = Workspace(root / "environments.yaml", env, root)
+    project = copy_example_project(root / "dbt")
+    workspace = make_workspace(root, prefect_api, prefect_home)
     workspace.write_environments(duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev"))
     return workspace
 
@@ -125,36 +88,22 @@ def deployment_workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: 
 def deployed(deployment_workspace: Workspace) -> Iterator[Deployed]:
     """The README's steps once for the module: the blocks, work pool, `prefect deploy --all`, a worker.
 
-    The worker runs in its own process group (a worker started otherwise ignores the first SIGTERM) and is
-    stopped at the end of the module, whatever happened.
+    The worker is stopped at the end of the module, whatever happened.
     """
     with ThreadPoolExecutor(max_workers=1) as background:
         setup = background.submit(deployment_workspace.setup)  # the blocks, meanwhile: independent of the rest
-        created = run_prefect(deployment_workspace, "work-pool", "create", POOL, "--type", "process", "--overwrite")
+        created = deployment_workspace.prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
         assert created.returncode == 0, created.stdout + created.stderr
         prefect_yaml = (REPO / "prefect.yaml").read_bytes()
-        deploy = run_prefect(deployment_workspace, "--no-prompt", "deploy", "--all")
+        deploy = deployment_workspace.prefect("--no-prompt", "deploy", "--all")
         assert deploy.returncode == 0, deploy.stdout + deploy.stderr
         for name in (DEV, PROD):
             assert f"Deployment '{name}' successfully" in " ".join(deploy.stdout.split()), deploy.stdout
         assert (REPO / "prefect.yaml").read_bytes() == prefect_yaml, "prefect deploy must not rewrite prefect.yaml"
         setup.result()
 
-    # The worker polls for runs every second instead of 10 (test speed only). It is started outside the
-    # repository: the code is found by the pull step `prefect deploy` recorded, not by the worker's directory.
-    log_path = deployment_workspace.root / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [str(PREFECT), "worker", "start", "--pool", POOL],
-            cwd=deployment_workspace.root, env={**deployment_workspace.env, "PREFECT_WORKER_QUERY_SECONDS": "1"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    deployed = Deployed(deployment_workspace, worker, log_path)
-    try:
-        assert worker.poll() is None, deployed.worker_tail()
-        yield deployed
-    finally:
-        stop_process_group(worker)
+    with running_worker(deployment_workspace, POOL) as worker:
+        yield Deployed(deployment_workspace, worker)
 
 
 @pytest.mark.parametrize(("name", "target"), [(DEV, "dev"), (PROD, "prod")], ids=["dbt-dev", "dbt-prod"])
@@ -212,7 +161,7 @@ def test_deployment_run_builds_dev_and_a_second_run_waits(deployed: Deployed) ->
             watched.kill()
             watched.wait()
     log = output.read_text()
-    assert returncode == 0, log[-3000:] + deployed.worker_tail()
+    assert returncode == 0, log[-3000:] + deployed.worker.tail()
     assert "Flow run finished successfully in 'Completed'" in log
     with duckdb.connect(str(deployed.workspace.root / "warehouse" / "dev.duckdb"), read_only=True) as database:
         (orders,) = database.execute("select count(*) from main.orders").fetchone()  # type: ignore[misc]
@@ -222,13 +171,13 @@ def test_deployment_run_builds_dev_and_a_second_run_waits(deployed: Deployed) ->
 def test_deployment_run_of_a_broken_project_fails(deployed: Deployed) -> None:
     """A run whose project has a broken model ends Failed, and `prefect deployment run --watch` exits non-zero."""
     broken = deployed.workspace.root / "broken_project"
-    shutil.copytree(EXAMPLE_PROJECT, broken, ignore=PROJECT_COPY_IGNORE)
+    copy_example_project(broken)
     (broken / "models" / "marts" / "broken.sql").write_text("select * from missing_table\n")
     result = deployed.prefect(
         "deployment", "run", DEV, "--param", "target=dev", "--param", f"project_dir={broken}", *WATCH
     )
     assert result.returncode != 0, result.stdout[-3000:]
-    assert "Flow run finished in state 'Failed'" in result.stdout, result.stdout[-3000:] + deployed.worker_tail()
+    assert "Flow run finished in state 'Failed'" in result.stdout, result.stdout[-3000:] + deployed.worker.tail()
     run = deployed.flow_run(flow_run_id(result.stdout))
     assert run.parameters == {"target": "dev", "project_dir": str(broken)}
     assert run.state_type == StateType.FAILED
@@ -261,12 +210,14 @@ def _wait_for(
         value = probe()
         if value:
             return value
-        assert deployed.worker.poll() is None, f"the worker stopped while waiting for {what}" + deployed.worker_tail()
+        assert deployed.worker.process.poll() is None, (
+            f"the worker stopped while waiting for {what}" + deployed.worker.tail()
+        )
         assert watched.poll() is None, (
-            f"`prefect deployment run` ended while waiting for {what}" + deployed.worker_tail()
+            f"`prefect deployment run` ended while waiting for {what}" + deployed.worker.tail()
         )
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}" + deployed.worker_tail())
+    raise AssertionError(f"timed out waiting for {what}" + deployed.worker.tail())
 
 
 def _cancel(deployed: Deployed, flow_run: UUID) -> None:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import psycopg2
+import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev dependencies
 import yaml
 from prefect.blocks.system import Secret
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.conftest import Workspace
 from tests.postgres_server import PostgresServer
+from tests.prefect_api import flow_run_name
 
 
 def postgres_environment(workspace: Workspace, project: Path, server: PostgresServer, **settings: object) -> None:
@@ -45,14 +47,17 @@ def test_example_project_runs_on_postgres_with_a_secret_block(
     assert password == "{{ env_var('DBT_ENV_SECRET_POSTGRES_PASSWORD') }}"
     assert postgres_server.password not in profiles
 
-    # The example project's unit tests give their fixtures DuckDB/BigQuery types; on PostgreSQL three
-    # of the four fail on those types (a gap of the example, not of the pipeline): they are left out.
-    result = workspace.pipeline("--target", "pg", "--exclude", "test_type:unit")
+    result = workspace.pipeline("--target", "pg")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert postgres_server.password not in output
     assert (count(postgres_server, "customers"), count(postgres_server, "orders")) == (150, 800)
     assert count(postgres_server, "products_snapshot") == 60
+    # The whole example is portable: its data tests and its unit tests pass on PostgreSQL too.
+    nodes = json.loads((dbt_project / "target" / "pg" / "runs" / flow_run_name(output) / "nodes.json").read_text())
+    tests = [row for row in nodes if row["type"] in ("test", "unit_test")]
+    assert len([row for row in tests if row["type"] == "unit_test"]) == 4
+    assert {row["status"] for row in tests} == {"pass"}, [row for row in tests if row["status"] != "pass"]
 
 
 def test_password_from_the_environment_or_a_clear_error(

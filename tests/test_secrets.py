@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -34,7 +33,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
-from tests.conftest import EXAMPLE_PROJECT, REPO, Workspace
+from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
 from tests.postgres_server import running_postgres
 from tests.prefect_api import all_task_runs, prefect_logs, read_flow_run
 
@@ -189,10 +188,7 @@ def secret_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.Te
     """Setup with a key, a webhook URL, then a failing pipeline run alerting through an unreachable webhook."""
     started = time.time()
     root = tmp_path_factory.mktemp("secrets")
-    project = root / "dbt"
-    shutil.copytree(
-        EXAMPLE_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
-    )
+    project = copy_example_project(root / "dbt")
     (project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
     key_file = root / "keys" / "service-account.json"
     key_markers = generated_key(key_file)
@@ -219,20 +215,15 @@ def secret_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.Te
         ),
         encoding="utf-8",
     )
-    (root / "tmp").mkdir()
-    env = {
-        **os.environ,
-        "PREFECT_API_URL": prefect_api,
-        "PREFECT_HOME": str(prefect_home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PIPELINE_ENVIRONMENTS_FILE": str(environments),
-        "TMPDIR": str(root / "tmp"),
-        "GOOGLE_CLOUD_PROJECT": GCP_PROJECT,
-        "GOOGLE_APPLICATION_CREDENTIALS": str(key_file),
+    workspace = make_workspace(
+        root,
+        prefect_api,
+        prefect_home,
+        GOOGLE_CLOUD_PROJECT=GCP_PROJECT,
+        GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
         # The discard port: nothing listens, so the alert fails and its failure path is exercised too.
-        "SLACK_WEBHOOK_URL": f"http://127.0.0.1:9/services/T000/B000/{webhook_marker}",
-    }
-    workspace = Workspace(environments, env, root)
+        SLACK_WEBHOOK_URL=f"http://127.0.0.1:9/services/T000/B000/{webhook_marker}",
+    )
     setup = workspace.setup()
     with ProfileWatcher(root / "tmp") as watcher:
         pipeline = workspace.pipeline(
@@ -392,35 +383,19 @@ def postgres_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.
     started = time.time()
     password = f"SECRET-PGPASS-{uuid.uuid4().hex}"
     root = tmp_path_factory.mktemp("secrets-postgres")
-    project = root / "dbt"
-    shutil.copytree(
-        EXAMPLE_PROJECT, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "profiles.yml")
-    )
+    project = copy_example_project(root / "dbt")
     (project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
-    (root / "tmp").mkdir()
+    workspace = make_workspace(root, prefect_api, prefect_home)
     with running_postgres(password=password) as server:
-        environments = root / "environments.yaml"
         environment = {
             "adapter": "postgres", "host": server.host, "port": server.port, "user": server.user,
             "database": server.database, "schema": "analytics", "password_secret_block": POSTGRES_SECRET_BLOCK,
         }  # fmt: skip
-        environments.write_text(
-            yaml.safe_dump(
-                {"defaults": {"dbt_project_dir": str(project)}, "environments": {POSTGRES_TARGET: environment}}
-            ),
-            encoding="utf-8",
+        workspace.write_environments(
+            {"defaults": {"dbt_project_dir": str(project)}, "environments": {POSTGRES_TARGET: environment}}
         )
         with temporary_settings({PREFECT_API_URL: prefect_api}):
             Secret(value=password).save(POSTGRES_SECRET_BLOCK, overwrite=True)
-        env = {
-            **os.environ,
-            "PREFECT_API_URL": prefect_api,
-            "PREFECT_HOME": str(prefect_home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PIPELINE_ENVIRONMENTS_FILE": str(environments),
-            "TMPDIR": str(root / "tmp"),
-        }
-        workspace = Workspace(environments, env, root)
         setup = workspace.setup()
         pipeline = workspace.pipeline(
             "--target", POSTGRES_TARGET, "--select", "raw_stores broken_revenue", "--retries", "0"
@@ -436,7 +411,9 @@ def test_postgres_password_is_referenced_never_stored_in_the_profile(postgres_ru
         profile = client.read_block_document_by_name(
             name=f"dbt-cli-profile-{POSTGRES_TARGET}", block_type_slug="dbt-cli-profile", include_secrets=True
         )
-    assert Secret.load(POSTGRES_SECRET_BLOCK).get() == postgres_run.markers["PostgreSQL password"]
+    secret = Secret.load(POSTGRES_SECRET_BLOCK)
+    assert isinstance(secret, Secret)
+    assert secret.get() == postgres_run.markers["PostgreSQL password"]
     reference = "{{ env_var('DBT_ENV_SECRET_POSTGRES_PASSWORD') }}"
     local = (postgres_run.project / "profiles.yml").read_text(encoding="utf-8")
     assert yaml.safe_load(local)["shop_analytics"]["outputs"][POSTGRES_TARGET]["password"] == reference
