@@ -12,7 +12,7 @@ and Prefect fill their caches then), memory grows less than `--max-rss-growth-mi
 open files and threads do not grow at all; otherwise the exit code is 1.
 
     uv run python benchmarks/soak_pipeline.py                       # the example project, 30 runs
-    uv run python benchmarks/soak_pipeline.py --runs 10 --select staging
+    uv run python benchmarks/soak_pipeline.py --runs 10 --select +staging
 """
 
 from __future__ import annotations
@@ -160,12 +160,22 @@ def main() -> int:
             PIPELINE_ENVIRONMENTS_FILE=str(work / "environments.yaml"),
             DBT_SEND_ANONYMOUS_USAGE_STATS="false",
             TMPDIR=str(scratch),
+            # The runs' logs still go to the server; the console shows the table only.
+            PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING",
         )
         tempfile.tempdir = str(scratch)  # where the flow renders its private profiles
         prepare_workspace(work, args.project_dir.resolve(), dict(os.environ))
         print(f"{args.runs} runs of {args.project_dir} ({args.select or 'every node'}), one process; Prefect API {api}")
         print(HEADER)
-        samples = soak(args.runs, args.select, server_pid, scratch)
+        try:
+            samples = soak(args.runs, args.select, server_pid, scratch)
+        except Exception as error:  # a failed run ends the soak: its numbers would mean nothing
+            print(f"\nRun failed, soak stopped: {error}", file=sys.stderr)
+            return 1
+        finally:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=10)  # the last run's logs, before the server stops
 
     summary = verdict(samples, args.warmup, args.max_rss_growth_mib)
     growth = summary["growth"]
