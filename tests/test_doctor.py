@@ -60,3 +60,12 @@ def test_unknown_target_is_named(workspace: Workspace) -> None:
     assert code == 1
     assert "Unknown target 'nope'" in output
     assert "Known targets in" in output
+
+
+def test_timeout_must_be_positive(workspace: Workspace) -> None:
+    """--timeout 0 (or negative) is refused by the command line, before any check, naming the flag."""
+    code, output = doctor(workspace, "--target", "dev", "--timeout", "0")
+    assert code == 2
+    assert "--timeout must be more than 0 seconds, got 0" in output
+    assert "Traceback" not in output
+    assert "doctor: target" not in output, "no check ran"
