@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
@@ -18,6 +20,14 @@ from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 PAGE = 200  # the API refuses a larger limit
+T = TypeVar("T")
+
+
+@contextmanager
+def prefect_client(api: str) -> Iterator[SyncPrefectClient]:
+    """A Prefect client on the API at `api` (the test server), whatever the process's own settings."""
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        yield client
 
 
 def flow_run_name(output: str) -> str:
@@ -28,7 +38,7 @@ def flow_run_name(output: str) -> str:
 
 
 def read_flow_run(prefect_api: str, output: str) -> FlowRun:
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+    with prefect_client(prefect_api) as client:
         (run,) = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name(output)]))
         )
@@ -38,16 +48,22 @@ def read_flow_run(prefect_api: str, output: str) -> FlowRun:
 def all_task_runs(prefect_api: str, output: str) -> list[TaskRun]:
     """Every task run of the flow run whose log is `output` (steps and nodes), in start order."""
     flow_run = read_flow_run(prefect_api, output)
-    runs: list[TaskRun] = []
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-        while True:
-            page = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])), limit=PAGE, offset=len(runs)
-            )
-            runs += page
-            if len(page) < PAGE:
-                break
+    with prefect_client(prefect_api) as client:
+        only_this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
+        runs = every_page(
+            lambda offset: client.read_task_runs(flow_run_filter=only_this_run, limit=PAGE, offset=offset)
+        )
     return sorted(runs, key=_started)
+
+
+def every_page(read_page: Callable[[int], list[T]]) -> list[T]:
+    """All the items of a paged API read: `read_page(offset)` returns at most PAGE of them."""
+    items: list[T] = []
+    while True:
+        page = read_page(len(items))
+        items += page
+        if len(page) < PAGE:
+            return items
 
 
 def _started(run: TaskRun) -> datetime:
@@ -77,13 +93,7 @@ def node_unique_id(run: TaskRun) -> str:
 
 def prefect_logs(prefect_api: str, flow_run: FlowRun) -> str:
     """Every log line the flow run and its tasks sent to the Prefect API."""
-    logs: list[Any] = []
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-        while True:
-            page = client.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])), limit=PAGE, offset=len(logs)
-            )
-            logs += page
-            if len(page) < PAGE:
-                break
+    with prefect_client(prefect_api) as client:
+        only_this_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id]))
+        logs = every_page(lambda offset: client.read_logs(log_filter=only_this_run, limit=PAGE, offset=offset))
     return "\n".join(log.message for log in logs)

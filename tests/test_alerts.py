@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
 from tests.conftest import Workspace, duckdb_environments
+from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_logs, read_flow_run
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """Records every POST body, as Slack's webhook endpoint would receive it."""
-
-    received: ClassVar[list[dict[str, object]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:  # keep the test output quiet
-        pass
 
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:
     """A webhook receiver on a free loopback port; yields its URL and the payloads it got."""
-    Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/services/hook", Receiver.received
-    finally:
-        server.shutdown()
+    with serving(WebhookReceiver(), "webhook-receiver") as server:
+        yield server.url, server.received
 
 
 def alerting_environment(workspace: Workspace, project: Path, **settings: object) -> None:

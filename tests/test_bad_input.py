@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.selection import check_selection
 from tests.conftest import Workspace, copy_example_project, make_workspace
+from tests.prefect_api import PAGE, every_page, prefect_client
 
 SETUP = ("-m", "infrastructure.setup_profiles")
-PAGE = 200  # the largest page the Prefect API serves
 TIMEOUT = 300  # a preflight failure takes seconds; a hang must not stall the suite
 READY = "bad-input-ready"  # a DuckDB target whose blocks exist, for the pipeline's own checks
 GCP_PROJECT = "acme-data-123"
@@ -52,23 +50,14 @@ class ApiState:
 
 def api_state(prefect_api: str) -> ApiState:
     """Block documents (type/name), global concurrency limits and the number of flow runs, now."""
-    blocks: set[str] = set()
-    limits: set[str] = set()
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
-        while True:
-            page = client.read_block_documents(offset=len(blocks), limit=PAGE, include_secrets=False)
-            blocks |= {
-                f"{document.block_type.slug if document.block_type else '?'}/{document.name}" for document in page
-            }
-            if len(page) < PAGE:
-                break
-        while True:
-            found = client.read_global_concurrency_limits(limit=PAGE, offset=len(limits))
-            limits |= {limit.name for limit in found}
-            if len(found) < PAGE:
-                break
+    with prefect_client(prefect_api) as client:
+        documents = every_page(
+            lambda offset: client.read_block_documents(offset=offset, limit=PAGE, include_secrets=False)
+        )
+        limits = every_page(lambda offset: client.read_global_concurrency_limits(limit=PAGE, offset=offset))
         flow_runs = client.count_flow_runs()
-    return ApiState(frozenset(blocks), frozenset(limits), flow_runs)
+    blocks = {f"{document.block_type.slug if document.block_type else '?'}/{document.name}" for document in documents}
+    return ApiState(frozenset(blocks), frozenset(limit.name for limit in limits), flow_runs)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import base64
 import json
 import re
 import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
 from tests.emulators import BigQueryEmulator, unique_dataset
 from tests.emulators.bigquery import add_catalog_macros
 from tests.emulators.billing import MINIMUM_BILLED_PER_TABLE, billing_proxy
+from tests.loopback import serving
 from tests.prefect_api import all_task_runs, flow_run_name, step_runs
 
 TARGET = "bq"
@@ -93,15 +93,8 @@ class TokenEndpoint(ThreadingHTTPServer):
 @pytest.fixture(scope="module")
 def token_endpoint() -> Iterator[TokenEndpoint]:
     """A fake of Google's OAuth token endpoint (unreachable from here), served from a thread on loopback."""
-    server = TokenEndpoint()
-    thread = threading.Thread(target=server.serve_forever, name="fake-google-token-endpoint", daemon=True)
-    thread.start()
-    try:
+    with serving(TokenEndpoint(), "fake-google-token-endpoint") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # -- the module's workspace and its one pipeline run ---------------------------------------------------

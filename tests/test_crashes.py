@@ -8,24 +8,19 @@ back (the dead run never released it: its lease has to expire) and rebuild an in
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
 import duckdb
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -37,11 +32,11 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from prefect_flows.pipeline import SLOT_LEASE_SECONDS
 from tests.conftest import Workspace, copy_example_project, duckdb_environments, make_workspace
-from tests.prefect_api import all_task_runs, read_flow_run, step_runs
+from tests.loopback import WebhookReceiver, serving
+from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.workers import Worker, running_worker
 
 DEV = "pipeline-dbt-complet/dbt-dev"
@@ -51,28 +46,6 @@ EXPECTED_ROWS = {"customers": 150, "orders": 800, "order_items": 2054}
 MODELS_BEFORE_KILL = 5  # of the 28: the kill lands while dbt writes tables
 UNREACHABLE_API = "http://127.0.0.1:9/api"  # the discard port: nothing listens there
 T = TypeVar("T")
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    """Records every POST body on its server, as Slack's webhook endpoint would receive it."""
-
-    server: _ReceiverServer
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        self.server.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: object) -> None:  # keep the test output quiet
-        pass
-
-
-class _ReceiverServer(HTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Receiver)
-        self.received: list[dict[str, object]] = []
 
 
 @dataclass
@@ -92,15 +65,8 @@ class Crash:
         return self.workspace.env["PREFECT_API_URL"]
 
     def flow_run(self) -> FlowRun:
-        with _client(self.api) as client:
+        with prefect_client(self.api) as client:
             return client.read_flow_run(self.flow_run_id)
-
-
-@contextmanager
-def _client(api: str) -> Iterator[SyncPrefectClient]:
-    """A Prefect client on `api`."""
-    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
-        yield client
 
 
 def _flow_run_processes(flow_run_id: UUID) -> dict[int, str]:
@@ -138,7 +104,7 @@ def _wait_for(probe: Callable[[], T | None], what: str, timeout: float, *, alive
 
 def _kill_point(api: str, flow_run_id: UUID) -> tuple[str, int] | None:
     """(step, models built) once dbt is writing: `dbt-run` Running with some models built, or `dbt-test` Running."""
-    with _client(api) as client:
+    with prefect_client(api) as client:
         running = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
             task_run_filter=TaskRunFilter(
@@ -169,21 +135,15 @@ def _row_counts(database: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def crash_receiver() -> Iterator[_ReceiverServer]:
+def crash_receiver() -> Iterator[WebhookReceiver]:
     """A Slack-webhook stand-in on a free loopback port, for the whole module."""
-    server = _ReceiverServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(WebhookReceiver(), "crash-alert-receiver") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="module")
 def crash_workspace(
-    tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home: Path, crash_receiver: _ReceiverServer
+    tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home: Path, crash_receiver: WebhookReceiver
 ) -> Workspace:
     """conftest's `workspace` for the module (the worker's flow processes inherit its environment), alerting `dev`.
 
@@ -192,8 +152,7 @@ def crash_workspace(
     """
     root = tmp_path_factory.mktemp("crashes")
     project = copy_example_project(root / "dbt")
-    webhook = f"http://127.0.0.1:{crash_receiver.server_port}/services/hook"
-    workspace = make_workspace(root, prefect_api, prefect_home, SLACK_WEBHOOK_URL=webhook)
+    workspace = make_workspace(root, prefect_api, prefect_home, SLACK_WEBHOOK_URL=crash_receiver.url)
     document = duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev")
     document["environments"]["dev"]["notification_block"] = "alerts-dev"  # type: ignore[index]
     workspace.write_environments(document)
@@ -206,7 +165,7 @@ def _release_stale_slot(api: str) -> None:
     A killed run's slot comes back only when its lease expires (minutes). If it is still held at the end of the
     module, the limit is recreated as the setup creates it (a new id, so the stale lease cannot touch it later).
     """
-    with _client(api) as client:
+    with prefect_client(api) as client:
         try:
             limit = client.read_global_concurrency_limit_by_name(TARGET_LIMIT)
         except ObjectNotFound:  # the setup never ran: nothing was held
@@ -217,7 +176,7 @@ def _release_stale_slot(api: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def crash(crash_workspace: Workspace, crash_receiver: _ReceiverServer) -> Iterator[Crash]:
+def crash(crash_workspace: Workspace, crash_receiver: WebhookReceiver) -> Iterator[Crash]:
     """The README's deployment steps and a worker, then a full run of dbt-dev whose flow process is SIGKILLed.
 
     The kill happens once the flow run's `dbt-run` step has built a few models (read through the API). Everything

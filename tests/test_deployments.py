@@ -20,14 +20,14 @@ from uuid import UUID
 
 import duckdb
 import pytest
-from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Cancelled
 
 from tests.conftest import PREFECT, REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
+from tests.prefect_api import prefect_client
 from tests.workers import Worker, running_worker
 
 DEV = "pipeline-dbt-complet/dbt-dev"
@@ -50,8 +50,7 @@ class Deployed:
     @contextmanager
     def client(self) -> Iterator[SyncPrefectClient]:
         """A Prefect client on the test server."""
-        api = {PREFECT_API_URL: self.workspace.env["PREFECT_API_URL"]}
-        with temporary_settings(api), get_client(sync_client=True) as client:
+        with prefect_client(self.workspace.env["PREFECT_API_URL"]) as client:
             yield client
 
     def flow_run(self, flow_run_id: UUID) -> FlowRun:

@@ -35,7 +35,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
 from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
 from tests.postgres_server import running_postgres
-from tests.prefect_api import all_task_runs, prefect_logs, read_flow_run
+from tests.prefect_api import all_task_runs, prefect_client, prefect_logs, read_flow_run
 
 GCP_PROJECT = "acme-data-123"
 DUCKDB_TARGET = "secrets-dev"
@@ -146,7 +146,7 @@ def recorded_runs(prefect_api: str, flow_run: FlowRun, output: str) -> str:
 
 def artifacts_of(prefect_api: str, flow_run: FlowRun) -> str:
     """The artifacts the flow run published, as JSON."""
-    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+    with prefect_client(prefect_api) as client:
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
     return "\n".join(artifact.model_dump_json() for artifact in artifacts)
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.loopback import serving
 
 #: BigQuery bills at least 10 MB for each table a query references.
 MINIMUM_BILLED_PER_TABLE = 10 * 1024 * 1024
@@ -121,12 +122,5 @@ class BillingProxy(ThreadingHTTPServer):
 @contextmanager
 def billing_proxy(upstream: str) -> Iterator[BillingProxy]:
     """A :class:`BillingProxy` in front of `upstream` (the emulator's URL), served from a thread."""
-    proxy = BillingProxy(upstream)
-    thread = threading.Thread(target=proxy.serve_forever, name="bigquery-billing-proxy", daemon=True)
-    thread.start()
-    try:
+    with serving(BillingProxy(upstream), "bigquery-billing-proxy") as proxy:
         yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
-        thread.join(timeout=10)
