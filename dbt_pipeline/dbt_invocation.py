@@ -8,6 +8,7 @@ Callers get frozen dataclasses rather than dbt's objects, whose shape changes be
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,20 +18,10 @@ from typing import Any
 from dbt.cli.main import dbtRunner
 from dbt_common.events.base_types import EventMsg
 
+from dbt_pipeline.failures import is_transient
+
 # Node statuses that make a command fail; "skipped" nodes are the consequence of one of these.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
-
-# Failures worth another attempt: the warehouse or the network was unavailable, not the SQL wrong.
-# DuckDB reports a held write lock as "Could not set lock on file"; BigQuery quota and server errors
-# carry their HTTP status; connection problems name the connection.
-TRANSIENT_ERROR_PATTERNS = re.compile(
-    r"could not set lock|conflicting lock|database is locked|lock timeout"
-    r"|connection (?:reset|refused|aborted|timed out|closed)|broken pipe|timed? ?out|deadline exceeded"
-    r"|\b(?:429|500|502|503|504)\b|rate ?limit|quota exceeded|too many requests"
-    r"|service unavailable|backend error|internal error encountered|temporarily unavailable",
-    re.IGNORECASE,
-)
-
 
 # BigQuery's own error when a query would bill more than `maximum_bytes_billed`.
 BYTES_BILLED_LIMIT = re.compile(r"exceeded limit for bytes billed", re.IGNORECASE)
@@ -51,6 +42,7 @@ class NodeResult:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     thread: str = ""
+    transient: bool = False  # the node's error says the warehouse was unavailable (see failures.py)
 
     @property
     def failed(self) -> bool:
@@ -81,6 +73,7 @@ class DbtCommandResult:
     nodes: tuple[NodeResult, ...]
     error: str | None
     log_path: Path
+    error_is_transient: bool = False
 
     @property
     def failed_nodes(self) -> tuple[NodeResult, ...]:
@@ -89,15 +82,18 @@ class DbtCommandResult:
 
     @property
     def is_transient_failure(self) -> bool:
-        """Whether every reason for failure looks like the warehouse being unavailable.
+        """Whether every reason for failure says the warehouse was unavailable.
 
         SQL errors, compilation errors and failing tests fail the same way each time, so retrying
-        them only wastes warehouse time; a held lock or a 503 may be gone a few seconds later.
+        them only wastes warehouse time; a held lock or an HTTP 503 may be gone a few seconds later.
+        A failed node whose exception was not seen (a failing test, say) is never transient.
         """
         if self.success:
             return False
-        reasons = [node.message or "" for node in self.failed_nodes] + ([self.error] if self.error else [])
-        return bool(reasons) and all(TRANSIENT_ERROR_PATTERNS.search(reason) for reason in reasons)
+        verdicts = [node.transient for node in self.failed_nodes]
+        if self.error:
+            verdicts.append(self.error_is_transient)
+        return bool(verdicts) and all(verdicts)
 
     def describe_failure(self) -> str:
         """A message naming the command, each failed node with its error, and where the log is."""
@@ -127,20 +123,44 @@ def invoke_dbt(
 
     `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages.
     """
-    outcome = dbtRunner(callbacks=list(callbacks)).invoke(list(args))
+    node_errors = _NodeErrorClassifier()
+    outcome = dbtRunner(callbacks=[node_errors, *callbacks]).invoke(list(args))
     error = None
     if outcome.exception is not None:
         error = f"{type(outcome.exception).__name__}: {outcome.exception}"
     return DbtCommandResult(
         command=command,
         success=outcome.success,
-        nodes=_node_results(outcome.result),
+        nodes=_node_results(outcome.result, node_errors.transient),
         error=error,
         log_path=project_dir / "logs" / "dbt.log",
+        error_is_transient=outcome.exception is not None and is_transient(outcome.exception),
     )
 
 
-def _node_results(result: object) -> tuple[NodeResult, ...]:
+class _NodeErrorClassifier:
+    """A dbt event callback that classifies the exception behind each node error.
+
+    dbt keeps only the text of a node's exception in its results. It fires one of these events from
+    inside the `except` block that caught the exception, in the node's thread, and calls callbacks
+    synchronously: so `sys.exc_info()` is that exception, with the driver's error as its cause.
+    """
+
+    EVENTS = frozenset({"CatchableExceptionOnRun", "InternalErrorOnRun", "GenericExceptionOnRun"})
+
+    def __init__(self) -> None:
+        self.transient: dict[str, bool] = {}
+
+    def __call__(self, event: EventMsg) -> None:
+        if event.info.name not in self.EVENTS:
+            return
+        error = sys.exc_info()[1]
+        unique_id = event.data.node_info.unique_id
+        if error is not None and unique_id:
+            self.transient[unique_id] = is_transient(error)
+
+
+def _node_results(result: object, transient: dict[str, bool]) -> tuple[NodeResult, ...]:
     """Node results of the commands that have them (seed, run, test, snapshot, build); else none."""
     results = getattr(result, "results", None) or ()
     return tuple(
@@ -156,6 +176,7 @@ def _node_results(result: object) -> tuple[NodeResult, ...]:
             started_at=_timing(item, "started_at"),
             completed_at=_timing(item, "completed_at"),
             thread=str(getattr(item, "thread_id", "") or ""),
+            transient=transient.get(item.node.unique_id, False),
         )
         for item in results
         if getattr(item, "node", None) is not None
