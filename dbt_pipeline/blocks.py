@@ -8,9 +8,9 @@ import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_URL
 
-from dbt_pipeline.errors import BlockNotFoundError, PrefectApiError
+from dbt_pipeline.errors import BlockNotFoundError
+from dbt_pipeline.prefect_api import unreachable
 
 SETUP_COMMAND = "uv run python -m infrastructure.setup_profiles --blocks-only"
 PROFILE_BLOCK_TYPE = "dbt-cli-profile"
@@ -27,7 +27,7 @@ def load_block(block_class: type[BlockT], name: str, *, target: str | None = Non
             raise
         raise _not_found(name, block_class.get_block_type_name(), target) from None
     except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
-        raise PrefectApiError(_unreachable(error)) from None
+        raise unreachable(error) from None
 
 
 def load_profile_data(name: str, *, target: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def load_profile_data(name: str, *, target: str) -> dict[str, Any]:
     except ObjectNotFound:
         raise _not_found(name, "dbt CLI Profile", target) from None
     except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
-        raise PrefectApiError(_unreachable(error)) from None
+        raise unreachable(error) from None
     return dict(document.data)
 
 
@@ -52,12 +52,4 @@ def _not_found(name: str, type_name: str, target: str | None) -> BlockNotFoundEr
     setup = SETUP_COMMAND + (f" --target {target}" if target else "")
     return BlockNotFoundError(
         f"Prefect block {name!r} ({type_name}) not found on this Prefect API. Create it with: {setup}"
-    )
-
-
-def _unreachable(error: Exception) -> str:
-    api = PREFECT_API_URL.value() or "the ephemeral Prefect server"
-    return (
-        f"Cannot reach the Prefect API at {api}: {error}. Start it (`prefect server start`), "
-        "or fix PREFECT_API_URL / your Prefect profile (`prefect config view`)."
     )

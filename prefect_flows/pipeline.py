@@ -26,6 +26,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import load_environments, target_concurrency_limit
 from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
 from dbt_pipeline.selection import check_selection
@@ -156,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the flow from the command line; exit 0 on success, 1 with a clear message otherwise."""
     args = _parse_args(argv)
     try:
-        # A typo in the target or the selection, or a missing block, is reported before a flow run is created.
+        # A typo in the target or the selection, a missing block or an API that cannot be reached is
+        # reported before a flow run is created.
+        require_api()
         prepare_run(args.target, args.project_dir, args.select, args.exclude)
         dbt_full_pipeline(
             target=args.target,

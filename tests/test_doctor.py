@@ -7,6 +7,8 @@ from pathlib import Path
 import duckdb
 
 from tests.conftest import Workspace, duckdb_environments
+from tests.postgres_server import PostgresServer
+from tests.test_postgres import postgres_environment
 
 
 def doctor(workspace: Workspace, *args: str) -> tuple[int, str]:
@@ -69,3 +71,48 @@ def test_timeout_must_be_positive(workspace: Workspace) -> None:
     assert "--timeout must be more than 0 seconds, got 0" in output
     assert "Traceback" not in output
     assert "doctor: target" not in output, "no check ran"
+
+
+def test_postgres_target_passes_every_check_and_names_a_missing_password(
+    workspace: Workspace, dbt_project: Path, postgres_server: PostgresServer
+) -> None:
+    """On a real PostgreSQL server the doctor connects with the run's password; without one, it says where to set it."""
+    postgres_environment(workspace, dbt_project, postgres_server)
+    workspace.setup("--blocks-only")
+    workspace.env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] = postgres_server.password
+    code, output = doctor(workspace, "--target", "pg")
+    assert code == 0, output
+    assert f"[ ok ] credentials         dbt@127.0.0.1:{postgres_server.port}/postgres" in output
+    assert "password from $DBT_ENV_SECRET_POSTGRES_PASSWORD" in output
+    assert "`dbt debug --connection --target pg` answers" in output
+    assert postgres_server.password not in output
+
+    workspace.env.pop("DBT_ENV_SECRET_POSTGRES_PASSWORD")
+    code, output = doctor(workspace, "--target", "pg")
+    assert code == 1
+    assert "[FAIL] credentials         No PostgreSQL password for target 'pg'" in output
+    assert "[skip] dbt parse" in output
+    assert "Traceback" not in output
+
+
+def test_unreachable_prefect_api_fails_one_check_and_skips_those_that_need_it(workspace: Workspace) -> None:
+    """With the API down the doctor still checks the rest, and says once how to bring the API back."""
+    workspace.env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    code, output = doctor(workspace, "--target", "dev")
+    assert code == 1
+    assert "[FAIL] Prefect API         Cannot reach the Prefect API at http://127.0.0.1:9/api" in output
+    assert output.count("prefect server start") == 1
+    for check in ("profile block", "concurrency limit", "notification block"):
+        assert f"[skip] {check:<19} not checked: needs api" in output
+    assert "[ ok ] dbt project" in output
+    assert "Traceback" not in output
+
+
+def test_duckdb_path_under_a_file_is_refused_with_the_key_to_change(workspace: Workspace, dbt_project: Path) -> None:
+    """A DuckDB path whose folder cannot be created (it would sit under a file) fails the credentials check."""
+    workspace.write_environments(duckdb_environments(dbt_project, dbt_project / "README.md" / "sub" / "x.duckdb", "dev"))
+    workspace.setup("--blocks-only")
+    code, output = doctor(workspace, "--target", "dev")
+    assert code == 1
+    assert f"cannot create {dbt_project}/README.md/sub/x.duckdb: {dbt_project}/README.md is a file" in output
+    assert "change environments.dev.path" in output

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 
@@ -26,12 +27,15 @@ from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import (
     AnyEnvironment,
     Environments,
+    PostgresEnvironment,
     load_environments,
     target_concurrency_limit,
 )
 from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.prefect_api import require_api, unreachable
 from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, configs_data, load_dbt_cli_profile
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
+from dbt_pipeline.run_secrets import exported, run_secrets
 from prefect_flows.alerts import load_notification_block
 from prefect_flows.dbt_tasks import DbtInvocation
 
@@ -58,8 +62,10 @@ class Doctor:
     results: list[tuple[str, str, str, str]] = field(default_factory=list)  # (status, name, detail, fix)
     environments: Environments | None = None
     environment: AnyEnvironment | None = None
+    api: str | None = None
     profile: DbtCliProfile | None = None
     project: DbtProject | None = None
+    credentials: dict[str, str] | None = field(default=None, repr=False)  # variables the profile reads (env_var)
 
     def check(self, name: str, needs: tuple[str, ...], run: Callable[[], str]) -> None:
         """Run one check unless a check it needs failed; record ok / FAIL / skip."""
@@ -77,13 +83,14 @@ class Doctor:
     def run_all(self) -> bool:
         self.check("environments file", (), self._environments_file)
         self.check("target", ("environments",), self._target)
-        self.check("profile block", ("environment",), self._profile_block)
-        self.check("credentials", ("profile",), self._credentials)
+        self.check("Prefect API", (), self._prefect_api)
+        self.check("profile block", ("environment", "api"), self._profile_block)
+        self.check("credentials", ("environment", "profile"), self._credentials)
         self.check("dbt project", ("environment",), self._dbt_project)
-        self.check("dbt parse", ("profile", "project"), lambda: self._dbt(["parse"], "parses"))
-        self.check("warehouse", ("profile", "project"), self._warehouse)
-        self.check("concurrency limit", ("environment",), self._concurrency_limit)
-        self.check("notification block", ("environment",), self._notification_block)
+        self.check("dbt parse", ("profile", "credentials", "project"), lambda: self._dbt(["parse"], "parses"))
+        self.check("warehouse", ("profile", "credentials", "project"), self._warehouse)
+        self.check("concurrency limit", ("environment", "api"), self._concurrency_limit)
+        self.check("notification block", ("environment", "api"), self._notification_block)
         return not any(status == "FAIL" for status, *_ in self.results)
 
     def _environments_file(self) -> str:
@@ -94,6 +101,10 @@ class Doctor:
         assert self.environments is not None
         self.environment = self.environments.get(self.target)
         return f"{self.target} ({self.environment.adapter}, {self.environment.threads} threads)"
+
+    def _prefect_api(self) -> str:
+        self.api = require_api()
+        return self.api
 
     def _profile_block(self) -> str:
         assert self.environment is not None
@@ -107,25 +118,39 @@ class Doctor:
         return str(self.environment.profile_block_name)
 
     def _credentials(self) -> str:
+        assert self.environment is not None
         assert self.profile is not None
         configs = self.profile.target_configs
+        if isinstance(self.environment, PostgresEnvironment):
+            return self._postgres_password(self.environment)
+        self.credentials = {}  # the other adapters' profiles read no variable
         if isinstance(configs, BigQueryTargetConfigs):
-            credentials = configs.credentials
-            try:
-                google_credentials = credentials.get_credentials_from_service_account()
-            except Exception as error:
-                raise CheckFailedError(
-                    f"unusable GCP credentials ({type(error).__name__})",
-                    "set GOOGLE_APPLICATION_CREDENTIALS and rerun the setup",
-                ) from None
-            email = getattr(google_credentials, "service_account_email", "application default credentials")
-            return f"{email} on project {configs.project or credentials.project}"
-        database = Path(profile_outputs(configs_data(configs))["path"])
-        directory = next(parent for parent in (database.parent, *database.parents) if parent.exists())
-        if not os.access(directory, os.W_OK):
+            return _bigquery_credentials(configs)
+        return self._duckdb_file(Path(profile_outputs(configs_data(configs))["path"]))
+
+    def _postgres_password(self, environment: PostgresEnvironment) -> str:
+        self.credentials = run_secrets(environment)  # raises, with the fix, when there is no password
+        source = (
+            f"Secret block {environment.password_secret_block!r}"
+            if environment.password_secret_block
+            else f"${environment.password_env_var}"
+        )
+        server = f"{environment.user}@{environment.host}:{environment.port}/{environment.database}"
+        return f"{server}, password from {source}"
+
+    def _duckdb_file(self, database: Path) -> str:
+        """The run creates the file and its folders: the nearest existing ancestor must be a writable folder."""
+        existing = next(parent for parent in database.parents if parent.exists())
+        where = self.environments_file or "the environments file"
+        if not existing.is_dir():
             raise CheckFailedError(
-                f"{directory} is not writable",
-                f"fix its permissions or change path in {self.environments_file or 'the environments file'}",
+                f"cannot create {database}: {existing} is a file, not a folder",
+                f"change environments.{self.target}.path in {where}",
+            )
+        if not os.access(existing, os.W_OK):
+            raise CheckFailedError(
+                f"{existing} is not writable",
+                f"fix its permissions or change environments.{self.target}.path in {where}",
             )
         return f"DuckDB file {database} (no credentials needed)"
 
@@ -142,7 +167,11 @@ class Doctor:
         document = profiles_document(project.profile, self.target, outputs)
         # The profile is removed by this thread whatever dbt does: a dbt left waiting on a warehouse
         # that does not answer must not leave the rendered profile (and its key) behind.
-        with private_profiles_dir(document) as profiles_dir, tempfile.TemporaryDirectory() as scratch:
+        with (
+            exported(self.credentials or {}),
+            private_profiles_dir(document) as profiles_dir,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
             invocation = DbtInvocation(project, profiles_dir, self.target)
             # Artifacts go to a scratch folder: the doctor leaves the project's target/ alone.
             target_path = None if command[0] == "debug" else scratch
@@ -171,14 +200,16 @@ class Doctor:
 
     def _concurrency_limit(self) -> str:
         name = target_concurrency_limit(self.target)
-        with get_client(sync_client=True) as client:
-            try:
+        try:
+            with get_client(sync_client=True) as client:
                 limit = client.read_global_concurrency_limit_by_name(name)
-            except ObjectNotFound:
-                raise CheckFailedError(
-                    f"{name} does not exist: two runs on {self.target} could overlap",
-                    f"{SETUP_COMMAND} --target {self.target}",
-                ) from None
+        except ObjectNotFound:
+            raise CheckFailedError(
+                f"{name} does not exist: two runs on {self.target} could overlap",
+                f"{SETUP_COMMAND} --target {self.target}",
+            ) from None
+        except (httpx.HTTPError, OSError) as error:
+            raise unreachable(error) from None
         return f"{name}: {limit.limit} run at a time"
 
     def _notification_block(self) -> str:
@@ -195,6 +226,19 @@ class Doctor:
                 f"{name}: {error}", f"SLACK_WEBHOOK_URL=... {SETUP_COMMAND} --target {self.target}"
             ) from None
         return f"{name} ({type(block).__name__})"
+
+
+def _bigquery_credentials(configs: BigQueryTargetConfigs) -> str:
+    credentials = configs.credentials
+    try:
+        google_credentials = credentials.get_credentials_from_service_account()
+    except Exception as error:
+        raise CheckFailedError(
+            f"unusable GCP credentials ({type(error).__name__})",
+            "set GOOGLE_APPLICATION_CREDENTIALS and rerun the setup",
+        ) from None
+    email = getattr(google_credentials, "service_account_email", "application default credentials")
+    return f"{email} on project {configs.project or credentials.project}"
 
 
 def _within(seconds: float | None, work: Callable[[], T], what: str) -> T:

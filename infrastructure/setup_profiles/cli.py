@@ -13,8 +13,9 @@ from pathlib import Path
 from prefect.settings import PREFECT_API_URL
 
 from dbt_pipeline.environments import load_environments
-from dbt_pipeline.errors import PipelineError
-from infrastructure.setup_profiles.blocks import Action, BlockPlan, plan_blocks, resolve_targets
+from dbt_pipeline.errors import ConfigError, PipelineError
+from dbt_pipeline.prefect_api import require_api
+from infrastructure.setup_profiles.blocks import Action, BlockPlan, ResolvedTarget, plan_blocks, resolve_targets
 from infrastructure.setup_profiles.concurrency_limits import LimitChange, apply_limits, plan_limits
 from infrastructure.setup_profiles.credentials import service_account_key_path
 from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         environments = load_environments(args.environments_file)
         targets = args.target or environments.names
         resolved = resolve_targets(environments, targets)
+        if args.target:
+            _refuse_skipped(resolved)
+        if not args.profiles_only:
+            require_api()
         blocks = None if args.profiles_only else plan_blocks(resolved, environments.gcp)
         limits = [] if args.profiles_only else plan_limits(targets)
         keyfile = service_account_key_path(environments.gcp)
@@ -68,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     _report(environments.source, blocks, limits, profiles, dry_run=args.dry_run)
     return 0
+
+
+def _refuse_skipped(resolved: list[ResolvedTarget]) -> None:
+    """A target asked for by name that cannot be set up here is an error, not a line among others."""
+    for target in resolved:
+        if target.configs is None:
+            msg = f"cannot set up target {target.environment.name!r}: {target.skip_reason}."
+            raise ConfigError(msg)
 
 
 def _report(
