@@ -1,7 +1,8 @@
 """Alerts: the flow's failure (and crash) hooks, and an optional summary on success.
 
-The message says what an on-call engineer needs first: the target, each failing node with an
-excerpt of its error, the counts of passed / failed / skipped nodes, and the flow run's URL. It
+The message says what an on-call engineer needs first: the target, the step that failed and dbt's
+error when it could not run at all, each failing node with an excerpt of its error, the counts of
+passed / failed / skipped nodes, and links to the run report and the flow run. It
 goes through the environment's notification block (a Slack webhook by default). An alert that
 cannot be sent is logged as a warning in the flow run's logs (in the UI too): it never changes the
 run's own state.
@@ -9,8 +10,6 @@ run's own state.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,57 +18,39 @@ from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging.loggers import flow_run_logger
-from prefect.settings import PREFECT_UI_URL
 
-from dbt_pipeline.dbt_invocation import FAILED_STATUSES
 from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
-from prefect_flows.run_report import run_directory
+from dbt_pipeline.run_summary import RunSummary, excerpt
+from prefect_flows.run_report import run_directory, ui_url
 
-PASSED_STATUSES = ("success", "pass", "warn", "no-op")
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What the alert reports about a run, read from the node table the run saved."""
-
-    passed: int
-    failed: list[tuple[str, str, str]]  # (node, status, message)
-    skipped: int
-
-    @classmethod
-    def read(cls, nodes_file: Path) -> RunSummary | None:
-        """The summary of a run, or None if it saved no node table (it crashed before)."""
-        if not nodes_file.is_file():
-            return None
-        rows: list[dict[str, Any]] = json.loads(nodes_file.read_text(encoding="utf-8"))
-        return cls(
-            passed=sum(row["status"] in PASSED_STATUSES for row in rows),
-            failed=[
-                (row["node"], row["status"], row["message"] or "") for row in rows if row["status"] in FAILED_STATUSES
-            ],
-            skipped=sum(row["status"] == "skipped" for row in rows),
-        )
+MAX_FAILED_NODES = 10
 
 
 def compose_message(*, target: str, flow_run: FlowRun, outcome: str, summary: RunSummary | None, error: str) -> str:
-    """The alert's text (Slack mrkdwn, readable as plain text too)."""
+    """The alert's text (Slack mrkdwn, readable as plain text too): the cause first, then the links."""
     lines = [f"dbt pipeline {outcome} on target `{target}` (flow run {flow_run.name})"]
+    failed_step = summary.failed_step if summary is not None else None
+    if failed_step is not None:
+        lines.append(f"Failed step: {failed_step.name} (`{failed_step.command}`)")
+        if failed_step.error:
+            lines.append(f"dbt could not run: {failed_step.error}")
     if summary is not None:
         lines.append(f"Nodes: {summary.passed} passed, {len(summary.failed)} failed, {summary.skipped} skipped")
-        lines += [f"• `{node}` ({status}): {message[:300]}" for node, status, message in summary.failed[:10]]
-        if len(summary.failed) > 10:
-            lines.append(f"… and {len(summary.failed) - 10} more failing nodes")
-    elif error:
-        lines.append(error[:500])
+        lines += [f"• `{node.unique_id}` ({node.status}): {node.message}" for node in summary.failed[:MAX_FAILED_NODES]]
+        if len(summary.failed) > MAX_FAILED_NODES:
+            lines.append(f"… and {len(summary.failed) - MAX_FAILED_NODES} more failing nodes")
+    if error and failed_step is None:  # no dbt step to blame: the flow's own error is the cause
+        lines.append(excerpt(error))
+    if summary is not None and summary.report_url:
+        lines.append(f"Run report: {summary.report_url}")
     lines.append(f"Flow run: {flow_run_url(flow_run)}")
     return "\n".join(lines)
 
 
 def flow_run_url(flow_run: FlowRun) -> str:
     """The flow run's page in the Prefect UI (Cloud or self-hosted)."""
-    ui = PREFECT_UI_URL.value() or "http://127.0.0.1:4200"
-    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}"
+    return ui_url(f"runs/flow-run/{flow_run.id}")
 
 
 def load_notification_block(name: str) -> NotificationBlock:
@@ -96,7 +77,7 @@ def send_alert(
         if environment.notification_block is None or (only_if == "success" and not environment.notify_on_success):
             return
         project_dir = Path(flow_run.parameters.get("project_dir") or environment.dbt_project_dir)
-        summary = RunSummary.read(run_directory(project_dir.resolve(), target, flow_run.name) / "nodes.json")
+        summary = RunSummary.read(run_directory(project_dir.resolve(), target, flow_run.name))
         message = compose_message(target=target, flow_run=flow_run, outcome=outcome, summary=summary, error=error)
         block = load_notification_block(environment.notification_block)
         # Hooks of a sync flow run synchronously: notify() sends and returns None here.

@@ -117,7 +117,7 @@ def dbt_full_pipeline(
             result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
             reports.append(StepReport(step.name, result))
             save_step_artifacts(artifacts, step.name, plan.project.path, target)
-    publish_report(project=plan.project, target=target, run_name=run_name, steps=reports)
+    publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
         raise failure

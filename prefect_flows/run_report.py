@@ -13,15 +13,17 @@ import html
 import json
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.settings import PREFECT_UI_URL
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.run_summary import RunSummary
 
 # Colours of the timeline bars, by dbt status.
 _STATUS_COLOURS = {"success": "#2e9e5b", "pass": "#2e9e5b", "warn": "#d9a400", "skipped": "#9aa0a6"}
@@ -218,8 +220,17 @@ def _cell(text: str | None, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def publish_report(*, project: DbtProject, target: str, run_name: str, steps: Sequence[StepReport]) -> Path:
-    """Save the report on disk and publish it as the Prefect artifact `dbt-run-report-<target>`."""
+def ui_url(path: str) -> str:
+    """A page of the Prefect UI (Cloud or self-hosted)."""
+    ui = PREFECT_UI_URL.value() or "http://127.0.0.1:4200"
+    return f"{ui.rstrip('/')}/{path}"
+
+
+def publish_report(
+    *, project: DbtProject, target: str, run_name: str, steps: Sequence[StepReport], secrets: Iterable[str] = ()
+) -> Path:
+    """Save the report on disk, publish it as the Prefect artifact `dbt-run-report-<target>`, and
+    save the run's summary (with the report's link) for the alert."""
     directory = run_directory(project.path, target, run_name)
     success = all(step.result is not None and step.result.success for step in steps)
     timeline = render_timeline(steps)
@@ -228,9 +239,16 @@ def publish_report(*, project: DbtProject, target: str, run_name: str, steps: Se
     table = node_table(steps)
     write_report(directory, markdown, timeline, table)
     create_table_artifact(table=table, key=f"dbt-nodes-{target}", description=f"dbt nodes of the run, target {target}")
-    create_markdown_artifact(
+    report_id = create_markdown_artifact(
         markdown=markdown, key=f"dbt-run-report-{target}", description=f"dbt run report, target {target}"
     )
+    RunSummary.of(
+        target,
+        [(step.name, step.result) for step in steps],
+        secrets=secrets,
+        report_url=ui_url(f"artifacts/artifact/{report_id}"),
+        report_path=directory / "report.md",
+    ).write(directory)
     return directory
 
 

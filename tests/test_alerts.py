@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tests.conftest import Workspace, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
@@ -25,10 +28,22 @@ def alerting_environment(workspace: Workspace, project: Path, **settings: object
     workspace.write_environments(document)
 
 
+def report_artifact_id(prefect_api: str, flow_run_id: object) -> str:
+    """The id of the run report artifact the flow run published."""
+    with temporary_settings({PREFECT_API_URL: prefect_api}), get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="dbt-run-report-dev")),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+        )
+    assert len(artifacts) == 1
+    return str(artifacts[0].id)
+
+
 def test_failure_alert_names_target_nodes_counts_and_url(
     workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: tuple[str, list[dict[str, object]]]
 ) -> None:
-    """A failed run posts one message: target, failing node with its error, node counts and the flow run URL."""
+    """A failed run posts one message: target, failed step, failing node with its error, node counts, and links
+    to the run report and the flow run."""
     url, received = receiver
     (dbt_project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
     alerting_environment(workspace, dbt_project)
@@ -41,10 +56,50 @@ def test_failure_alert_names_target_nodes_counts_and_url(
     text = str(received[0]["text"])
     flow_run = read_flow_run(prefect_api, result.stdout + result.stderr)
     assert "pipeline FAILED on target `dev`" in text
-    assert "`broken_revenue` (error): " in text
+    assert "Failed step: run (`dbt run --select '+stg_shop__stores broken_revenue' --target dev`)" in text
+    assert "`model.shop_analytics.broken_revenue` (error): " in text
     assert "no_such_table" in text
     assert "Nodes: 2 passed, 1 failed, 0 skipped" in text
+    ui = prefect_api.removesuffix("/api")
+    assert f"Run report: {ui}/artifacts/artifact/{report_artifact_id(prefect_api, flow_run.id)}" in text
     assert f"/runs/flow-run/{flow_run.id}" in text
+
+
+@pytest.mark.parametrize(
+    ("model", "sql", "cause"),
+    [
+        ("broken_ref", "select * from {{ ref('no_such_model') }}\n", "depends on a node named 'no_such_model'"),
+        ("broken_jinja", "select {{ config(materialized='table' }}\n", "Compilation Error"),
+    ],
+    ids=["broken-ref", "compilation-error"],
+)
+def test_alert_of_a_step_that_could_not_run_carries_dbt_s_error(
+    workspace: Workspace,
+    dbt_project: Path,
+    prefect_api: str,
+    receiver: tuple[str, list[dict[str, object]]],
+    model: str,
+    sql: str,
+    cause: str,
+) -> None:
+    """No node ran, so no node is to blame: the alert names the step and carries dbt's own error."""
+    url, received = receiver
+    (dbt_project / "models" / "marts" / f"{model}.sql").write_text(sql)
+    alerting_environment(workspace, dbt_project)
+    workspace.env["SLACK_WEBHOOK_URL"] = url
+    workspace.setup("--blocks-only")
+    result = workspace.pipeline("--retries", "0")
+    assert result.returncode == 1
+
+    assert len(received) == 1
+    text = str(received[0]["text"])
+    flow_run = read_flow_run(prefect_api, result.stdout + result.stderr)
+    assert "Failed step: seed (`dbt seed --target dev`)" in text, text
+    assert "dbt could not run: " in text
+    assert cause in text, text
+    assert model in text
+    assert "Nodes: 0 passed, 0 failed, 0 skipped" in text
+    assert f"artifacts/artifact/{report_artifact_id(prefect_api, flow_run.id)}" in text
 
 
 def test_unreachable_receiver_leaves_the_run_state_alone(

@@ -110,7 +110,9 @@ def test_unreachable_prefect_api_fails_one_check_and_skips_those_that_need_it(wo
 
 def test_duckdb_path_under_a_file_is_refused_with_the_key_to_change(workspace: Workspace, dbt_project: Path) -> None:
     """A DuckDB path whose folder cannot be created (it would sit under a file) fails the credentials check."""
-    workspace.write_environments(duckdb_environments(dbt_project, dbt_project / "README.md" / "sub" / "x.duckdb", "dev"))
+    workspace.write_environments(
+        duckdb_environments(dbt_project, dbt_project / "README.md" / "sub" / "x.duckdb", "dev")
+    )
     workspace.setup("--blocks-only")
     code, output = doctor(workspace, "--target", "dev")
     assert code == 1

@@ -98,6 +98,14 @@ def test_bigquery_environment_without_project_is_skipped_with_reason(workspace: 
         assert f"skipped       {name}: no GCP project" in result.stdout
     assert "set gcp.project" in result.stdout
 
+    # Asked for by name, the target is not one line among others: the setup fails with the one fix.
+    named = workspace.run("-m", "infrastructure.setup_profiles", "--blocks-only", "--target", "prod")
+    assert named.returncode == 1
+    assert named.stderr.count("set gcp.project") == 1, named.stderr
+    assert "cannot set up target 'prod': no GCP project" in named.stderr
+    assert "Nothing to change" not in named.stdout + named.stderr
+    assert "Traceback" not in named.stderr
+
 
 def test_bigquery_blocks_reference_credentials_and_never_show_the_key(
     workspace: Workspace, dbt_project: Path, key_file: tuple[Path, str], api: None
