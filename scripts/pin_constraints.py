@@ -15,15 +15,23 @@ from pathlib import Path
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 BLOCK = re.compile(r"constraint-dependencies = \[\n.*?\n\]\n", re.DOTALL)
+# The platforms of `[tool.uv] environments`, which uv adds to every pin: said once there is enough.
+PLATFORMS = re.compile(r"( and \(| ; )?sys_platform == 'darwin' or sys_platform == 'linux'\)?$")
 
 
 def resolve() -> list[str]:
-    """Every package of the resolution (dev group included), as `name==version`."""
+    """Every package of the resolution (dev group included), as `name==version[ ; marker]`.
+
+    One universal resolution for every Python that `requires-python` allows (3.11 to 3.13): where
+    a package needs another version on a newer Python, its pins carry `python_version` markers.
+    """
     output = subprocess.run(
-        ["uv", "pip", "compile", str(PYPROJECT), "--group", "dev", "--no-header", "--no-annotate", "--quiet"],
+        ["uv", "pip", "compile", str(PYPROJECT), "--group", "dev", "--universal", "--python-version", "3.11",
+         "--no-header", "--no-annotate", "--quiet"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    return [line.strip() for line in output.splitlines() if "==" in line and not line.startswith(("#", "-"))]
+    pins = [line.strip() for line in output.splitlines() if "==" in line and not line.startswith(("#", "-"))]
+    return [PLATFORMS.sub("", pin).replace(" ; ", "; ") for pin in pins]
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -271,20 +272,49 @@ def test_rerun_after_a_kill_gets_the_slot_back_and_rebuilds(crash: Crash) -> Non
     assert _row_counts(crash.workspace.root / "warehouse" / "dev.duckdb") == EXPECTED_ROWS
 
 
-@pytest.mark.parametrize(
+COMMANDS = pytest.mark.parametrize(
     "command",
-    [("prefect_flows/pipeline.py",), ("-m", "infrastructure.setup_profiles")],
-    ids=["pipeline", "setup_profiles"],
+    [("prefect_flows/pipeline.py",), ("-m", "infrastructure.setup_profiles"), ("-m", "infrastructure.doctor")],
+    ids=["pipeline", "setup_profiles", "doctor"],
 )
+
+
+@COMMANDS
 def test_unreachable_prefect_api_fails_fast_and_says_how_to_fix(workspace: Workspace, command: tuple[str, ...]) -> None:
     """With PREFECT_API_URL where nothing listens, the command exits 1 in seconds, naming the URL and the fix."""
     workspace.env["PREFECT_API_URL"] = UNREACHABLE_API
     started = time.monotonic()
     result = workspace.run(*command, timeout=60)  # TimeoutExpired (a failure) if it hangs
     elapsed = time.monotonic() - started
-    assert result.returncode == 1, result.stdout + result.stderr
+    output = result.stdout + result.stderr  # the doctor's checklist is its output, on stdout
+    assert result.returncode == 1, output
     assert elapsed < 60
-    assert f"Cannot reach the Prefect API at {UNREACHABLE_API}" in result.stderr, result.stderr
-    assert "prefect server start" in result.stderr, result.stderr
-    assert "PREFECT_API_URL" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert f"Cannot reach the Prefect API at {UNREACHABLE_API}" in output
+    assert output.count("prefect server start") == 1, output
+    assert "PREFECT_API_URL" in output
+    assert "Traceback" not in output
+
+
+@pytest.fixture
+def silent_api() -> Iterator[str]:
+    """An API address that accepts connections (the kernel completes them) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+
+
+@COMMANDS
+def test_api_that_never_answers_is_reported_within_a_bounded_time(
+    workspace: Workspace, silent_api: str, command: tuple[str, ...]
+) -> None:
+    """A port that accepts but never answers (a hung proxy, the wrong service) is named within ~15 s, not minutes."""
+    workspace.env["PREFECT_API_URL"] = silent_api
+    started = time.monotonic()
+    result = workspace.run(*command, timeout=90)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert elapsed < 60, f"took {elapsed:.0f} s"
+    assert f"The Prefect API at {silent_api} accepted the connection but did not answer within 15 s" in output
+    assert "Traceback" not in output
