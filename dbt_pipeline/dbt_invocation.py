@@ -20,6 +20,7 @@ from dbt.cli.main import dbtRunner
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
+from dbt_pipeline.interrupts import sigterm_interrupts_dbt
 
 # dbt's node statuses, read in one place. These make a command fail (dbt's own rule: a microbatch
 # model with failed batches ends "partial success" and fails the command); "skipped" nodes are
@@ -126,10 +127,13 @@ def invoke_dbt(
 ) -> DbtCommandResult:
     """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
 
-    `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages.
+    `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages. A signal
+    (Ctrl-C, SIGTERM) cancels the warehouse query and is raised again, never returned as a failure.
     """
     node_errors = _NodeErrorClassifier()
-    outcome = dbtRunner(callbacks=[node_errors, *callbacks]).invoke(list(args))
+    with sigterm_interrupts_dbt() as reraise_interrupt:
+        outcome = dbtRunner(callbacks=[node_errors, *callbacks]).invoke(list(args))
+    reraise_interrupt(outcome.exception)
     error = None
     if outcome.exception is not None:
         error = f"{type(outcome.exception).__name__}: {outcome.exception}"

@@ -15,27 +15,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import load_environments, target_concurrency_limit
+from dbt_pipeline.environments import load_environments
 from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
 from dbt_pipeline.selection import check_selection
+from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
-SLOT_LEASE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,11 @@ def dbt_full_pipeline(
     artifacts = run_directory(plan.project.path, target, run_name)
     reports: list[StepReport] = []
     failure: BaseException | None = None
-    # One run per target at a time: the setup creates this 1-slot limit; a second run waits here.
-    # The slot is leased, renewed while the run lives: a run whose process is killed frees it when
-    # its lease ends, so a short lease bounds how long the next run waits after a crash (~1 min).
+    # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
+    # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
     logger.info("Waiting for target %r to be free (one run per target at a time)", target)
     with (
-        concurrency(target_concurrency_limit(target), occupy=1, lease_duration=SLOT_LEASE_SECONDS),
+        hold_target(target, UUID(flow_run.get_id()), logger),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
     ):

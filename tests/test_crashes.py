@@ -34,7 +34,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 
-from prefect_flows.pipeline import SLOT_LEASE_SECONDS
+from dbt_pipeline.target_slot import LEASE_SECONDS as SLOT_LEASE_SECONDS
 from tests.conftest import Workspace, copy_example_project, duckdb_environments, make_workspace
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs

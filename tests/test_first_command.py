@@ -62,7 +62,7 @@ def new_users_environment(prefect_home: Path) -> dict[str, str]:
         "PREFECT_HOME": str(prefect_home),
         "PYTHONDONTWRITEBYTECODE": "1",
         # The interpreter of this test run: uv would otherwise pick the first it finds.
-        "UV_PYTHON": sys._base_executable,
+        "UV_PYTHON": getattr(sys, "_base_executable", sys.executable),
     }
 
 

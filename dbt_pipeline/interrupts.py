@@ -1,0 +1,69 @@
+"""Stopping a dbt command on a signal: the warehouse query is cancelled and the signal still wins.
+
+dbt knows one way to be stopped: a `KeyboardInterrupt` in its main thread, on which it cancels the
+open queries (DuckDB's interrupt, PostgreSQL's `pg_cancel_backend`, BigQuery's job cancel), writes
+its run results and re-raises. A SIGTERM (a worker stopping the run, `prefect flow-run cancel`,
+a container shutting down) raises Prefect's `TerminationSignal` instead, which dbt does not know:
+the query went on, dbt returned the signal as a failure of the command, and the run ended Failed
+with a misleading error. And dbt's programmatic entry point turns any exception, Ctrl-C included,
+into a failed result rather than letting it through.
+
+So, while a dbt command runs in the main thread, SIGTERM is delivered to dbt as a `KeyboardInterrupt`
+(`StopRequested`), and afterwards the interruption is raised again as what it was: Prefect's own
+SIGTERM handler runs (a `TerminationSignal`, which Prefect turns into Cancelled when the run was
+cancelled, Crashed otherwise), and Ctrl-C stays a `KeyboardInterrupt`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class StopRequested(KeyboardInterrupt):
+    """A signal other than Ctrl-C, delivered to dbt as the interrupt it handles."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]:
+    """Deliver SIGTERM to dbt as `StopRequested` for the duration of the block.
+
+    Yields `reraise(error)`: given the exception dbt returned, raise the interruption it stands for
+    (with the handler that was installed before), or do nothing if it is an ordinary failure.
+    Signal handlers belong to the main thread: elsewhere the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield _reraise_interrupts(signal.SIG_DFL)
+        return
+    previous: SignalHandler = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise StopRequested(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield _reraise_interrupts(previous)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _reraise_interrupts(previous: SignalHandler) -> Callable[[BaseException | None], None]:
+    def reraise(error: BaseException | None) -> None:
+        if isinstance(error, StopRequested):
+            if callable(previous):
+                previous(error.signum, None)  # Prefect's handler raises its TerminationSignal
+            raise SystemExit(128 + error.signum)
+        if error is not None and not isinstance(error, Exception):
+            raise error  # Ctrl-C, SystemExit, Prefect's own signals: not a failure of the dbt command
+
+    return reraise

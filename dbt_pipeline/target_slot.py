@@ -1,0 +1,250 @@
+"""One run per target at a time, and no target left locked by a run that is gone.
+
+The slot is the one slot of the global concurrency limit `dbt-target-{target}` (created by the
+setup), taken with a lease as Prefect intends. But Prefect 3.9 keeps leases in the server's memory:
+after the server restarts, or after Ctrl-C in the default mode (which also stops the temporary
+server), the limit still counts the slot and no lease is left to expire it, and every later run
+would wait forever. So the run that holds the slot also records itself, with a heartbeat, in the
+Prefect Variable `dbt-target-{target}-holder`, which lives in the server's database like the limit.
+
+A run that finds the target taken reads that record. The holder is gone when its flow run has
+ended, when its heartbeat is older than `HOLDER_SILENT_AFTER_SECONDS`, or when no run has claimed
+the slot for that long (a lease the server lost). The waiting run then takes the slot over, and
+marks a holder that Prefect still shows as running Crashed. Prefect's API has no compare-and-set, so
+a take-over is claimed first (the waiter writes itself as holder, waits a moment and reads back):
+of two waiters that see the same dead holder, one goes on and the other waits again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.states import Crashed
+
+from dbt_pipeline.environments import target_concurrency_limit
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+LEASE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 15.0
+HOLDER_SILENT_AFTER_SECONDS = 60.0
+POLL_SECONDS = 5.0
+WAITING_REPORT_EVERY_SECONDS = 60.0
+CLAIM_SETTLE_SECONDS = 1.0
+_LOCKED = 423
+_LEASE_GONE = 410
+
+
+def holder_variable(target: str) -> str:
+    """The Prefect Variable naming the run that holds `target`."""
+    return f"{target_concurrency_limit(target)}-holder"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """The run that holds (or claims) a target's slot, and when it last said it was alive."""
+
+    flow_run_id: UUID
+    heartbeat_at: datetime
+
+    def to_value(self) -> dict[str, str]:
+        return {"flow_run_id": str(self.flow_run_id), "heartbeat_at": self.heartbeat_at.isoformat()}
+
+    @classmethod
+    def from_value(cls, value: Any) -> Holder | None:
+        try:
+            return cls(UUID(value["flow_run_id"]), datetime.fromisoformat(value["heartbeat_at"]))
+        except (TypeError, KeyError, ValueError):
+            return None  # not written by us: as if there were no record
+
+
+def read_holder(client: SyncPrefectClient, target: str) -> Holder | None:
+    variable = client.read_variable_by_name(holder_variable(target))
+    return Holder.from_value(variable.value) if variable is not None else None
+
+
+def write_holder(client: SyncPrefectClient, target: str, holder: Holder) -> None:
+    name = holder_variable(target)
+    if client.read_variable_by_name(name) is None:
+        client.create_variable(VariableCreate(name=name, value=holder.to_value()))
+    else:
+        client.update_variable(VariableUpdate(name=name, value=holder.to_value()))
+
+
+def why_holder_is_gone(client: SyncPrefectClient, holder: Holder | None, *, busy_since: datetime) -> str | None:
+    """Why the slot's holder is gone (so its slot can be taken), or None while it may be alive."""
+    now = datetime.now(UTC)
+    silent_after = timedelta(seconds=HOLDER_SILENT_AFTER_SECONDS)
+    if holder is None:
+        if now - busy_since >= silent_after:
+            return f"no run has claimed it for {silent_after.total_seconds():.0f} s (the server lost its lease)"
+        return None
+    try:
+        flow_run = client.read_flow_run(holder.flow_run_id)
+    except ObjectNotFound:
+        return f"its flow run {holder.flow_run_id} no longer exists"
+    if flow_run.state is not None and flow_run.state.is_final():
+        return f"its flow run {flow_run.name!r} ended ({flow_run.state.name}) without freeing it"
+    silence = now - holder.heartbeat_at
+    if silence >= silent_after:
+        return f"its flow run {flow_run.name!r} has been silent for {silence.total_seconds():.0f} s (killed or cut off)"
+    return None
+
+
+@contextmanager
+def hold_target(target: str, flow_run_id: UUID, logger: Logger) -> Iterator[None]:
+    """Hold `target`'s slot for the block: wait for it (taking it from a holder that is gone), keep
+    it alive with a heartbeat, and free it on the way out, whatever happens in the block."""
+    with get_client(sync_client=True) as client:
+        lease_id = _acquire(client, target, flow_run_id, logger)
+    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger)
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        heartbeat.stop()
+        with get_client(sync_client=True) as client:
+            _release(client, target, flow_run_id, lease_id, logger)
+
+
+def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> UUID:
+    busy_since: datetime | None = None
+    reported_at = 0.0
+    while True:
+        lease_id = _try_acquire(client, target, me, logger)
+        if lease_id is not None:
+            return lease_id
+        busy_since = busy_since or datetime.now(UTC)
+        holder = read_holder(client, target)
+        if holder is not None and holder.flow_run_id == me:
+            holder = None  # this run's own claim, beaten by another run that has not recorded itself yet
+        reason = why_holder_is_gone(client, holder, busy_since=busy_since)
+        if reason is not None and _take_over(client, target, holder, me, reason, logger):
+            continue
+        if time.monotonic() - reported_at >= WAITING_REPORT_EVERY_SECONDS:
+            reported_at = time.monotonic()
+            logger.info("Waiting for target %r: %s", target, _holding(client, holder))
+        time.sleep(POLL_SECONDS)
+
+
+def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> UUID | None:
+    """The lease on the target's slot, or None while another run holds it."""
+    limit = target_concurrency_limit(target)
+    try:
+        response = client.increment_concurrency_slots_with_lease(
+            names=[limit], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=me),
+        )  # fmt: skip
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code == _LOCKED:
+            return None
+        raise
+    granted = response.json()
+    if not granted["limits"]:
+        logger.warning("No concurrency limit %s: runs on %r are not serialized (run the setup)", limit, target)
+    write_holder(client, target, Holder(me, datetime.now(UTC)))
+    return UUID(granted["lease_id"])
+
+
+def _take_over(
+    client: SyncPrefectClient, target: str, gone: Holder | None, me: UUID, reason: str, logger: Logger
+) -> bool:
+    """Free the slot of a holder that is gone, unless another waiting run claimed it first."""
+    write_holder(client, target, Holder(me, datetime.now(UTC)))
+    time.sleep(CLAIM_SETTLE_SECONDS)
+    claim = read_holder(client, target)
+    if claim is None or claim.flow_run_id != me:
+        return False
+    logger.warning("Target %r was held by a run that is gone: %s. Taking its slot.", target, reason)
+    freed = GlobalConcurrencyLimitUpdate(active_slots=0)
+    client.update_global_concurrency_limit(target_concurrency_limit(target), freed)
+    if gone is not None and gone.flow_run_id != me:
+        _mark_crashed(client, gone.flow_run_id, reason)
+    return True
+
+
+def _mark_crashed(client: SyncPrefectClient, flow_run_id: UUID, reason: str) -> None:
+    try:
+        flow_run = client.read_flow_run(flow_run_id)
+    except ObjectNotFound:
+        return
+    if flow_run.state is None or not flow_run.state.is_final():
+        client.set_flow_run_state(
+            flow_run_id, Crashed(message=f"Found gone by the next run on its target: {reason}."), force=True
+        )
+
+
+def _holding(client: SyncPrefectClient, holder: Holder | None) -> str:
+    if holder is None:
+        return "its slot is taken and no run has claimed it yet"
+    try:
+        name = client.read_flow_run(holder.flow_run_id).name
+    except ObjectNotFound:
+        name = str(holder.flow_run_id)
+    return f"flow run {name!r} holds it (last heartbeat {holder.heartbeat_at:%H:%M:%S} UTC)"
+
+
+def _release(client: SyncPrefectClient, target: str, me: UUID, lease_id: UUID, logger: Logger) -> None:
+    holder = read_holder(client, target)
+    if holder is not None and holder.flow_run_id != me:
+        logger.warning("Target %r was taken over while this run held it: leaving the slot to its new holder", target)
+        return
+    client.delete_variable_by_name(holder_variable(target))
+    if _renew(client, lease_id):
+        client.release_concurrency_slots_with_lease(lease_id)
+    else:  # the server restarted and lost the lease: free the slot it still counts
+        client.release_concurrency_slots(names=[target_concurrency_limit(target)], slots=1, occupancy_seconds=0)
+
+
+def _renew(client: SyncPrefectClient, lease_id: UUID) -> bool:
+    """Renew the lease; False if the server no longer has it."""
+    try:
+        client.renew_concurrency_lease(lease_id, LEASE_SECONDS)
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code in (404, _LEASE_GONE):
+            return False
+        raise
+    return True
+
+
+class _Heartbeat:
+    """Renews the lease and the holder record while the run holds the target."""
+
+    def __init__(self, target: str, flow_run_id: UUID, lease_id: UUID, logger: Logger) -> None:
+        self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{target}", daemon=True)
+        self.lease_lost = False
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=HEARTBEAT_SECONDS)
+
+    def _run(self) -> None:
+        with get_client(sync_client=True) as client:
+            while not self.stopping.wait(HEARTBEAT_SECONDS):
+                try:
+                    self._beat(client)
+                except Exception as problem:  # the API may be away for a while: try again next beat
+                    self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
+
+    def _beat(self, client: SyncPrefectClient) -> None:
+        write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC)))
+        if not self.lease_lost and not _renew(client, self.lease_id):
+            self.lease_lost = True
+            self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)
