@@ -2,21 +2,30 @@
 
 Each step is one in-process dbt command. Its log lines go to the task's Prefect logger, so the
 Prefect UI shows what dbt printed; its failure raises an error that names every failed node.
-Only failures that look transient (a held lock, a timeout, HTTP 429/5xx) go on to the task's
-retries: a SQL error or a failing test fails the same way every time.
+Only transient failures (a held lock, a lost connection, a rate limit or server error, decided
+from the exceptions raised: dbt_pipeline.failures) go on to the task's retries: a SQL error, a
+failing test or a query over its time limit fails the same way every time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
+import click
+from dbt.cli.main import cli as dbt_cli
+from dbt.exceptions import GitCheckoutError, GitCloningError
 from dbt_common.events.base_types import EventMsg
+from dbt_common.exceptions.base import env_secrets, scrub_secrets
 from prefect import State, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
@@ -48,10 +57,14 @@ class DbtInvocation:
     def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
         """The full argument list for `dbt <command>` in this run.
 
-        `target_path` defaults to `target/<target>`; None leaves it out (`dbt debug` refuses it).
+        `target_path` defaults to `target/<target>`; None leaves it out. A command that refuses the
+        flag (`dbt deps` and `dbt debug` write no artifacts) never gets it: dbt's own command line
+        says which, so a dbt upgrade that changes its flags cannot break a step.
         """
         if target_path == "":
             target_path = f"target/{self.target}"
+        if "--target-path" not in _options_of(tuple(command)):
+            target_path = None
         return [
             *command,
             "--project-dir", str(self.project.path),
@@ -84,6 +97,17 @@ class DbtStep:
     name: str
     command: tuple[str, ...]
     runs_nodes: bool = True
+
+
+@functools.cache
+def _options_of(command: tuple[str, ...]) -> frozenset[str]:
+    """The flags `dbt <command>` takes, read from dbt's own click command (e.g. `deps`, `docs generate`)."""
+    node: click.Command = dbt_cli
+    for word in command:
+        if not isinstance(node, click.Group) or word not in node.commands:
+            break
+        node = node.commands[word]
+    return frozenset(option for parameter in node.params for option in parameter.opts)
 
 
 def plan_steps(
@@ -133,6 +157,9 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
             else "rerunning the whole step",
         )
     callbacks: list[EventCallback] = [_forward_to(logger)]
+    stopped_by = _StoppingError()
+    if command == ("deps",):
+        callbacks.append(stopped_by)
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
         reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
@@ -148,9 +175,67 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         reporter.reconcile(result.nodes)
     if result.success:
         return result
+    package_error = _package_source_error(stopped_by.error, invocation.project)
+    if package_error is not None:
+        result = dataclasses.replace(result, error=package_error)
     _failed_attempts[task_run.id] = result
     error = TransientDbtRunError if result.is_transient_failure else DbtRunError
     raise error(result.describe_failure(), result)
+
+
+class _StoppingError:
+    """A dbt event callback keeping the exception that stopped the command.
+
+    dbt returns it too, but only as text by the time it reaches us; it fires `MainEncounteredError`
+    from inside the `except` block that caught it, calling callbacks synchronously, so
+    `sys.exc_info()` is that exception, with its attributes (a git package's URL and revision).
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def __call__(self, event: EventMsg) -> None:
+        if event.info.name == "MainEncounteredError":
+            self.error = sys.exc_info()[1]
+
+
+def _package_source_error(error: BaseException | None, project: DbtProject) -> str | None:
+    """Name the git package `dbt deps` could not fetch and the fix, or None for any other error.
+
+    dbt's own text says "Internal Error" and, for a clone, `spec='None'` whatever the revision:
+    the package's URL, git's diagnosis and where to fix it are what a user needs.
+    """
+    if isinstance(error, GitCloningError):
+        said, problem = error.error.stderr, "git could not clone it"
+        fix = "check its `git:` URL and that this machine can reach it (network, proxy, credentials)"
+    elif isinstance(error, GitCheckoutError):  # cloned, but the revision is not in the repository
+        said, problem = error.stderr, f"the repository has no revision {error.revision!r}"
+        fix = "check its `revision:` (a tag, branch or commit of that repository)"
+    else:
+        return None
+    repository = _without_password(str(error.repo))
+    files = " or ".join(str(path) for path in project.package_files) or "packages.yml"
+    # git's first diagnosis ("fatal: ... does not appear to be a git repository", "Could not resolve host").
+    diagnosis = next((line.strip() for line in str(said).splitlines() if line.startswith(("fatal:", "error:"))), "")
+    if diagnosis:
+        problem += f" ({diagnosis.partition(': ')[2].replace(str(error.repo), repository)})"
+    return _scrubbed(
+        f"the package {repository} declared in {files} could not be fetched: {problem}. "
+        f"Fix: {fix}, or run `cd {project.path} && dbt deps` to see git's full output."
+    )
+
+
+def _without_password(url: str) -> str:
+    """A git URL without the token its user part may carry (https://token@host/..., https://user:token@host/...)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc or (parts.password is None and parts.scheme not in ("http", "https")):
+        return url  # ssh://git@host/... names a user, not a secret
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _scrubbed(text: str) -> str:
+    """`text` without the values of DBT_ENV_SECRET_* variables, as dbt scrubs its own messages."""
+    return str(scrub_secrets(text, env_secrets()))
 
 
 def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) -> EventCallback:
