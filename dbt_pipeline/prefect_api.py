@@ -10,13 +10,22 @@ first, within a bounded time, and raises `PrefectApiError` with the cause and th
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
 import httpx
+import prefect
 from prefect.client.orchestration import get_client
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_CLIENT_MAX_RETRIES,
     PREFECT_SERVER_EPHEMERAL_ENABLED,
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    get_current_settings,
     temporary_settings,
 )
 
@@ -26,6 +35,8 @@ from dbt_pipeline.errors import PrefectApiError
 # milliseconds; one that accepts connections but never answers would otherwise hold the command
 # for Prefect's request timeout and retries (minutes).
 HEALTH_CHECK_TIMEOUT_SECONDS = 15.0
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 START_A_SERVER = (
     "start a Prefect server once (`uv run prefect server start --background`) and point the commands at it "
@@ -75,11 +86,9 @@ def _start_temporary_server() -> str:
     """
     if not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         raise PrefectApiError(f"No Prefect API is configured (PREFECT_API_URL is not set): {START_A_SERVER}.")
-    from prefect.server.api.server import SubprocessASGIServer  # only in this mode: it imports the server
-
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     try:
-        SubprocessASGIServer().start()
+        detached_temporary_server().start()
     except (RuntimeError, httpx.HTTPError, OSError) as error:
         cause = str(error).split(" stdout:", 1)[0]  # Prefect appends the server's whole output
         raise PrefectApiError(
@@ -88,3 +97,42 @@ def _start_temporary_server() -> str:
             f"commands run from its root). On a busy machine, raise it, or {START_A_SERVER}."
         ) from None
     return "the temporary Prefect server"
+
+
+def detached_temporary_server() -> Any:
+    """Prefect's temporary server for this process, started in a session of its own.
+
+    Ctrl-C in a terminal reaches the whole foreground process group: Prefect's temporary server
+    stopped with the run, which then could not record its final state (it stayed Running, its
+    target's slot held). In its own session the server does not get the terminal's signals; it
+    still stops when the command exits (Prefect stops it at exit), and on Linux when the command is
+    killed outright (the parent-death signal).
+    """
+    from prefect.server.api.server import SubprocessASGIServer  # only in this mode: it imports the server
+
+    class DetachedTemporaryServer(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            # Prefect 3.9's own command and environment, in a new session.
+            return subprocess.Popen(
+                args=[
+                    sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+                    "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
+                ],
+                env={
+                    **os.environ,
+                    "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+                    **get_current_settings().to_environment_variables(exclude_unset=True),
+                },
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )  # fmt: skip
+
+    # Prefect keeps one temporary server per process, looked up by port (None: any port).
+    return DetachedTemporaryServer()
+
+
+def _die_with_parent() -> None:
+    """In the server's process, before it starts: ask Linux for SIGTERM when its parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -99,6 +99,11 @@ def alert_on_crash(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -
     send_alert(flow, flow_run, outcome="CRASHED", error=state.message or "")
 
 
+def alert_on_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """Flow hook: the run was cancelled (`prefect flow-run cancel`, the UI) and its query stopped."""
+    send_alert(flow, flow_run, outcome="CANCELLED", error=state.message or "")
+
+
 def summary_on_success(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: a short summary, for environments with notify_on_success."""
     send_alert(flow, flow_run, outcome="succeeded", only_if="success")

@@ -10,6 +10,7 @@ Configuration lives in blocks and in infrastructure/environments.yaml, never in 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,20 +19,21 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import load_environments
+from dbt_pipeline.environments import check_database_folder, load_environments
 from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
 from dbt_pipeline.selection import check_selection
 from dbt_pipeline.target_slot import hold_target
-from prefect_flows.alerts import alert_on_crash, alert_on_failure, summary_on_success
+from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
@@ -54,6 +56,7 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
     check_selection("--exclude", exclude)
     environment = load_environments().get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
+    check_database_folder(environment, database=profile_outputs(profile["target_configs"]).get("path"))
     if project_dir:
         project = DbtProject.load(
             Path(project_dir), fix="Point --project-dir at the folder that holds dbt_project.yml."
@@ -63,7 +66,13 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
     return RunPlan(target=target, project=project, profile=profile, secrets=run_secrets(environment))
 
 
-@flow(name=FLOW_NAME, on_failure=[alert_on_failure], on_crashed=[alert_on_crash], on_completion=[summary_on_success])
+@flow(
+    name=FLOW_NAME,
+    on_failure=[alert_on_failure],
+    on_crashed=[alert_on_crash],
+    on_cancellation=[alert_on_cancellation],
+    on_completion=[summary_on_success],
+)
 def dbt_full_pipeline(
     target: str = "dev",
     project_dir: str | None = None,
@@ -172,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as error:
         print(f"\n{FLOW_NAME} failed: {error}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, TerminationSignal) as stop:
+        # The query was cancelled and the run recorded as Crashed (or Cancelled) on the way out.
+        signum = stop.signal if isinstance(stop, TerminationSignal) else signal.SIGINT
+        print(f"\n{FLOW_NAME} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

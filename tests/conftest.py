@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,33 +15,13 @@ import pytest
 import yaml
 
 from tests.postgres_server import PostgresServer, running_postgres
+from tests.prefect_server import PREFECT, PrefectServer
 
 # The BigQuery emulator fixture (a test double: Google's endpoints cannot be reached here).
 pytest_plugins = ("tests.emulators",)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PROJECT = REPO / "dbt"
-PREFECT = Path(sys.executable).with_name("prefect")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"prefect server not healthy after {timeout}s")
 
 
 @pytest.fixture(scope="session")
@@ -57,25 +33,11 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def prefect_api(prefect_home: Path) -> Iterator[str]:
     """A real `prefect server start` on loopback, stopped at the end of the session."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    environment = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    environment.pop("PREFECT_API_URL", None)
-    log = (prefect_home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    server = PrefectServer(prefect_home)
     try:
-        _wait_healthy(url, server)
-        yield url
+        yield server.start()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,9 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.states import Cancelled
 
-from tests.conftest import PREFECT, REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
+from tests.conftest import REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
 from tests.prefect_api import prefect_client
+from tests.prefect_server import PREFECT
 from tests.workers import Worker, running_worker
 
 DEV = "pipeline-dbt-complet/dbt-dev"

@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import PREFECT, Workspace
+from tests.conftest import Workspace
+from tests.prefect_server import PREFECT
 
 
 @dataclass(frozen=True)

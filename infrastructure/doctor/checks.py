@@ -14,11 +14,13 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import httpx
-from prefect.client.orchestration import get_client
+from dbt.exceptions import UninstalledPackagesFoundError
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 
 from dbt_pipeline.blocks import SETUP_COMMAND
@@ -36,6 +38,7 @@ from dbt_pipeline.prefect_api import require_api, unreachable
 from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, configs_data, load_dbt_cli_profile
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
+from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS, read_holder, why_holder_is_gone
 from prefect_flows.alerts import load_notification_block
 from prefect_flows.dbt_tasks import DbtInvocation
 
@@ -184,10 +187,13 @@ class Doctor:
                 f"`dbt {' '.join(command)}` got no answer",
             )
         if not result.success:
-            raise CheckFailedError(
-                result.error or f"`{result.command}` failed",
-                f"run `cd {project.path} && {result.command}` to see why",
-            )
+            fix = f"run `cd {project.path} && {result.command}` to see why"
+            if (result.error or "").startswith(f"{UninstalledPackagesFoundError.__name__}:"):
+                fix = (
+                    f"install the project's packages (a pipeline run does it first, in its deps step): "
+                    f"`cd {project.path} && dbt deps`, then run the doctor again"
+                )
+            raise CheckFailedError(result.error or f"`{result.command}` failed", fix)
         return f"`{result.command}` {verb}"
 
     def _warehouse(self) -> str:
@@ -203,6 +209,9 @@ class Doctor:
         try:
             with get_client(sync_client=True) as client:
                 limit = client.read_global_concurrency_limit_by_name(name)
+                if limit.active_slots < limit.limit:
+                    return f"{name}: {limit.limit} run at a time, free"
+                return f"{name}: {limit.limit} run at a time, {self._slot_holder(client, name)}"
         except ObjectNotFound:
             raise CheckFailedError(
                 f"{name} does not exist: two runs on {self.target} could overlap",
@@ -210,7 +219,20 @@ class Doctor:
             ) from None
         except (httpx.HTTPError, OSError) as error:
             raise unreachable(error) from None
-        return f"{name}: {limit.limit} run at a time"
+
+    def _slot_holder(self, client: SyncPrefectClient, name: str) -> str:
+        """Who holds the target's slot; a failed check if it is a run that is gone."""
+        holder = read_holder(client, self.target)
+        # Without a record the slot may be a run starting this instant: only a waiting run can tell.
+        reason = why_holder_is_gone(client, holder, busy_since=datetime.now(UTC)) if holder else None
+        if reason is None:
+            who = f"flow run {holder.flow_run_id}" if holder else "a run that has not recorded itself yet"
+            return f"held by {who}"
+        raise CheckFailedError(
+            f"{name} is held by a run that is gone: {reason}",
+            f"the next run takes it over within {HOLDER_SILENT_AFTER_SECONDS:.0f} s; to free it now: "
+            f"uv run prefect gcl update {name} --active-slots 0",
+        )
 
     def _notification_block(self) -> str:
         assert self.environment is not None

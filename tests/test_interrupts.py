@@ -1,0 +1,178 @@
+"""Stopping a run with a signal, as a terminal, a worker or a container runtime does.
+
+Real processes and real signals: the pipeline command runs a model that would take minutes, and
+the test sends SIGTERM to the process, or SIGINT to its process group (what Ctrl-C does). The run
+must stop within seconds, its warehouse query with it, free its target, leave no private profile
+behind, and end Crashed with the signal named, never Failed with a misleading dbt error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev dependencies
+import pytest
+from prefect.client.schemas.objects import StateType
+
+from tests.conftest import REPO, Workspace, duckdb_environments
+from tests.loopback import WebhookReceiver, serving
+from tests.postgres_server import PostgresServer
+from tests.prefect_api import prefect_client, read_flow_run
+from tests.test_postgres import postgres_environment
+
+# Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
+LONG_DUCKDB_MODEL = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
+LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept from pg_sleep(600)\n"
+# From the signal to the process's exit: the query's cancel, the final state, the hooks.
+STOP_WITHIN_SECONDS = 60
+
+
+class RunningPipeline:
+    """The pipeline command in a process group of its own, its output in a file."""
+
+    def __init__(self, workspace: Workspace, *args: str) -> None:
+        self.log = workspace.root / f"pipeline-{time.monotonic_ns()}.log"
+        with self.log.open("w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "prefect_flows/pipeline.py", *args], cwd=REPO, env=workspace.env,
+                stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def wait_for_query(self, step: str = "dbt-run", timeout: float = 240) -> None:
+        """Until dbt runs the step's nodes (its "Concurrency:" line), plus a moment for the query to start."""
+        pattern = re.compile(rf"Task run '{step}-\w+' - Concurrency:")
+        deadline = time.monotonic() + timeout
+        while not pattern.search(self.output):
+            assert self.process.poll() is None, f"the pipeline ended early:\n{self.output[-4000:]}"
+            assert time.monotonic() < deadline, f"{step} did not start:\n{self.output[-4000:]}"
+            time.sleep(0.5)
+        time.sleep(3)
+
+    def stop(self, signum: signal.Signals, *, group: bool = False) -> float:
+        """Send the signal (to the whole process group, as a terminal's Ctrl-C does); seconds until exit."""
+        sent = time.monotonic()
+        if group:
+            os.killpg(self.process.pid, signum)
+        else:
+            self.process.send_signal(signum)
+        try:
+            self.process.wait(timeout=STOP_WITHIN_SECONDS)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        return time.monotonic() - sent
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with serving(WebhookReceiver(), "webhook-receiver") as server:
+        yield server
+
+
+def long_model_workspace(workspace: Workspace, dbt_project: Path, receiver: WebhookReceiver) -> None:
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
+    document = duckdb_environments(dbt_project, workspace.root / "warehouse" / "dev.duckdb", "dev")
+    document["environments"]["dev"]["notification_block"] = "alerts-dev"  # type: ignore[index]
+    workspace.write_environments(document)
+    workspace.env["SLACK_WEBHOOK_URL"] = receiver.url
+    workspace.setup("--blocks-only")
+
+
+def assert_nothing_left(workspace: Workspace, prefect_api: str) -> None:
+    """No private profile in the run's temp dir, and the target's slot free for the next run."""
+    assert not list((workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
+    with prefect_client(prefect_api) as client:
+        assert client.read_global_concurrency_limit_by_name("dbt-target-dev").active_slots == 0
+
+
+def test_sigterm_cancels_the_query_and_ends_crashed_naming_the_signal(
+    workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: WebhookReceiver
+) -> None:
+    """SIGTERM mid-query (a worker or container stopping the run): out in seconds, Crashed, alert says why."""
+    long_model_workspace(workspace, dbt_project, receiver)
+    run = RunningPipeline(workspace, "--select", "long_running")
+    run.wait_for_query()
+    took = run.stop(signal.SIGTERM)
+    output = run.output
+    print(f"\nSIGTERM mid-query: exited {took:.1f} s after the signal")  # shown with -s / -rA
+    # Prefect ends a process that got SIGTERM by the same signal, once the run's state is written.
+    assert run.process.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), output[-4000:]
+    assert "CANCEL query model.shop_analytics.long_running" in output  # dbt cancelled DuckDB's query
+    assert "DbtRunError" not in output
+    flow_run = read_flow_run(prefect_api, output)
+    assert flow_run.state_type == StateType.CRASHED, flow_run.state
+    assert flow_run.state is not None
+    assert "termination signal" in (flow_run.state.message or "")
+    assert len(receiver.received) == 1
+    alert = str(receiver.received[0]["text"])
+    assert "pipeline CRASHED on target `dev`" in alert
+    assert "termination signal" in alert
+    assert_nothing_left(workspace, prefect_api)
+
+
+def test_ctrl_c_in_the_default_mode_records_the_run_and_frees_the_target(
+    workspace: Workspace, dbt_project: Path, tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """Ctrl-C with no PREFECT_API_URL: the temporary server outlives the run, which is recorded Crashed;
+    the next run on the target starts at once."""
+    workspace.env.pop("PREFECT_API_URL")
+    workspace.env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    long_model_workspace(workspace, dbt_project, receiver)
+    run = RunningPipeline(workspace, "--select", "long_running")
+    run.wait_for_query()
+    took = run.stop(signal.SIGINT, group=True)
+    output = run.output
+    print(f"\nCtrl-C mid-query (default mode): exited {took:.1f} s after the signal")
+    assert run.process.returncode == 128 + signal.SIGINT, output[-4000:]
+    assert "pipeline-dbt-complet stopped by SIGINT." in output
+    assert "Traceback" not in output.split("Finished in state Crashed")[-1], "one line after the final state"
+    # Written by the temporary server, which Ctrl-C did not stop:
+    assert "Finished in state Crashed('Execution was aborted by an interrupt signal.')" in output
+    assert "interrupt signal" in str(receiver.received[0]["text"])
+
+    started = time.monotonic()
+    rerun = workspace.pipeline("--select", "raw_stores", "--retries", "0")
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
+    assert "Waiting for target 'dev': " not in rerun.stdout + rerun.stderr
+    print(f"next run after Ctrl-C: {time.monotonic() - started:.0f} s, no wait for the target")
+
+
+def test_sigterm_cancels_a_postgres_query(
+    workspace: Workspace, dbt_project: Path, prefect_api: str, postgres_server: PostgresServer
+) -> None:
+    """On PostgreSQL the query is cancelled on the server, not left running after the run is gone."""
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_POSTGRES_MODEL)
+    postgres_environment(workspace, dbt_project, postgres_server)
+    workspace.env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] = postgres_server.password
+    workspace.setup("--blocks-only")
+    run = RunningPipeline(workspace, "--target", "pg", "--select", "long_running")
+    run.wait_for_query()
+    assert sleeping_queries(postgres_server) == 1, run.output[-3000:]
+    run.stop(signal.SIGTERM)
+    assert run.process.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), run.output[-4000:]
+    assert sleeping_queries(postgres_server) == 0, "the query outlived the run"
+
+
+def sleeping_queries(server: PostgresServer) -> int:
+    with (
+        psycopg2.connect(
+            host=server.host, port=server.port, user=server.user, password=server.password, dbname=server.database
+        ) as connection,
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(
+            "select count(*) from pg_stat_activity where state = 'active' and query like '%pg_sleep(600)%'"
+            " and pid <> pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
