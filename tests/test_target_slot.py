@@ -1,0 +1,112 @@
+"""One run per target, and no target left locked: a real Prefect server stopped and started again.
+
+Prefect 3.9 keeps concurrency leases in the server's memory, so a restart loses them while the
+limit keeps counting the slot. These tests restart a real `prefect server start` (same port, same
+database) around real pipeline runs and check that the next run always gets the target.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prefect.client.schemas.objects import StateType
+
+from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS
+from tests.conftest import Workspace, duckdb_environments, make_workspace
+from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
+from tests.prefect_server import PrefectServer
+from tests.test_interrupts import RunningPipeline
+
+# About 30-60 s of DuckDB work on one core: the run outlives a server restart, then ends by itself.
+MODEL_OUTLIVING_A_RESTART = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(7000000000) t(i)\n"
+LONG_MODEL = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[PrefectServer]:
+    """A Prefect server of this test's own, which it may stop and start again."""
+    server = PrefectServer(tmp_path / "prefect-home")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(kill=True)
+
+
+@pytest.fixture
+def slot_workspace(tmp_path: Path, own_server: PrefectServer, dbt_project: Path) -> Workspace:
+    (tmp_path / "workspace").mkdir()
+    workspace = make_workspace(tmp_path / "workspace", own_server.api, own_server.home)
+    workspace.write_environments(duckdb_environments(dbt_project, workspace.root / "dev.duckdb", "dev"))
+    (dbt_project / "models" / "marts" / "outlives_a_restart.sql").write_text(MODEL_OUTLIVING_A_RESTART)
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_MODEL)
+    workspace.setup("--blocks-only")
+    return workspace
+
+
+def active_slots(api: str) -> int:
+    with prefect_client(api) as client:
+        return client.read_global_concurrency_limit_by_name("dbt-target-dev").active_slots
+
+
+def test_server_restarted_mid_run_the_run_finishes_and_the_next_one_gets_the_target(
+    slot_workspace: Workspace, own_server: PrefectServer
+) -> None:
+    """The holder outlives the restart (its lease is gone, its heartbeat is not); a run started after the
+    restart waits for it, then runs; the slot is free at the end."""
+    first = RunningPipeline(slot_workspace, "--select", "outlives_a_restart", "--retries", "0")
+    first.wait_for_query(timeout=240)
+    own_server.stop()
+    own_server.start()
+    second = RunningPipeline(slot_workspace, "--select", "raw_stores", "--retries", "0")
+    assert first.process.wait(timeout=600) == 0, first.output[-4000:]
+    assert second.process.wait(timeout=600) == 0, second.output[-4000:]
+    assert "Waiting for target 'dev': flow run" in second.output, "the second run should have waited"
+    assert "is gone" not in second.output, "a live holder must never be taken over"
+    first_run = read_flow_run(own_server.api, first.output)
+    assert first_run.state_type == StateType.COMPLETED
+    assert first_run.end_time is not None
+    second_steps = step_runs(all_task_runs(own_server.api, second.output))
+    assert min(step.start_time for step in second_steps if step.start_time) >= first_run.end_time - timedelta(
+        seconds=2
+    ), "the runs overlapped"
+    assert active_slots(own_server.api) == 0
+
+
+def test_run_killed_with_its_server_is_taken_over_and_the_doctor_says_so(
+    slot_workspace: Workspace, own_server: PrefectServer
+) -> None:
+    """SIGKILL of the run and of the server (a machine lost): after the restart the limit still counts the
+    slot and no lease expires it. The doctor names the dead holder; the next run takes the target over
+    within HOLDER_SILENT_AFTER_SECONDS and marks the dead run Crashed."""
+    dead = RunningPipeline(slot_workspace, "--select", "long_running", "--retries", "0")
+    dead.wait_for_query(timeout=240)
+    own_server.stop(kill=True)
+    dead.process.kill()
+    dead.process.wait()
+    killed_at = time.monotonic()
+    own_server.start()
+    assert active_slots(own_server.api) == 1, "the restarted server still counts the dead run's slot"
+
+    time.sleep(max(0.0, HOLDER_SILENT_AFTER_SECONDS + 2 - (time.monotonic() - killed_at)))
+    doctor = slot_workspace.run("-m", "infrastructure.doctor", "--target", "dev")
+    assert doctor.returncode == 1, doctor.stdout
+    assert re.search(
+        r"\[FAIL\] concurrency limit   dbt-target-dev is held by a run that is gone: .*silent", doctor.stdout
+    )
+    assert "prefect gcl update dbt-target-dev --active-slots 0" in doctor.stdout
+
+    started = time.monotonic()
+    rerun = slot_workspace.pipeline("--select", "raw_stores", "--retries", "0")
+    output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, output[-4000:]
+    assert "Target 'dev' was held by a run that is gone" in output
+    print(f"\ntake-over after a lost server: rerun finished {time.monotonic() - started:.0f} s after it started")
+    dead_run = read_flow_run(own_server.api, dead.output)
+    assert dead_run.state_type == StateType.CRASHED, dead_run.state
+    assert active_slots(own_server.api) == 0
