@@ -29,6 +29,11 @@ class DbtProject:
     profile: str
     has_packages: bool
 
+    @property
+    def package_files(self) -> tuple[Path, ...]:
+        """The files declaring its packages (packages.yml, dependencies.yml), for messages that say where to fix."""
+        return tuple(self.path / file for file in PACKAGE_FILES if (self.path / file).is_file())
+
     @classmethod
     def load(cls, path: Path, *, fix: str = "Fix dbt_project_dir in the environments file.") -> DbtProject:
         """Read the project at `path`, or say precisely why it is not one; `fix` says where to correct it."""

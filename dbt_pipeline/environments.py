@@ -50,6 +50,13 @@ SECRET_VARIABLE_PATTERN = r"^DBT_ENV_SECRET_[A-Z0-9_]+$"  # noqa: S105 - a name 
 # A whole number, not a boolean or a string that looks like one (YAML's `true` is not 1 thread).
 Count = Annotated[int, Field(strict=True, gt=0)]
 
+# A configuration uses a few anchors (a shared block of settings, `<<: *defaults`) and a few levels of
+# nesting. Past these bounds the file is refused while it is read, before anything expands it: the values
+# an alias bomb stands for (9 levels of 10 aliases: 10^9) would otherwise be walked by the validation
+# and printed in its message, costing minutes and gigabytes; deep nesting would exhaust Python's stack.
+MAX_ALIAS_VALUES = 10_000  # values all the aliases of a file may stand for, together
+MAX_NESTING = 32
+
 # What each pattern means, in words, for error messages.
 PATTERN_RULES = {
     ENVIRONMENT_NAME_PATTERN: (
@@ -231,6 +238,48 @@ def environments_file_path() -> Path:
     return Path(os.environ.get(ENVIRONMENTS_FILE_VARIABLE) or DEFAULT_ENVIRONMENTS_FILE)
 
 
+def check_database_folder(
+    environment: AnyEnvironment, *, source: Path | None = None, database: str | Path | None = None
+) -> None:
+    """Refuse a DuckDB file whose folder cannot be created, naming the file, the key and the fix.
+
+    The run creates the file's missing folders (profiles.ensure_database_dir) and DuckDB the file,
+    but only once a flow run has started: a path under a file (`../README.md/sub/x.duckdb`) or in a
+    folder this user cannot write would fail there, with a raw OSError. The nearest existing folder
+    tells beforehand, creating nothing. `database` is the path a run will use (its profile block's),
+    by default the environment's own; `source` the environments file, by default the one in use.
+    """
+    if not isinstance(environment, DuckDBEnvironment):
+        return
+    database = Path(database if database is not None else environment.path).expanduser()
+    problem = None if str(database) == ":memory:" else _database_folder_problem(database)
+    if problem is None:
+        return
+    key = f"environments.{environment.name}.path"
+    msg = (
+        f"{(source or environments_file_path()).resolve()} is invalid:\n"
+        f"  - {key}: cannot create the DuckDB file {database}: {problem}. Point {key} at a file in a folder "
+        f"you can write (missing folders are created), then run the setup again: "
+        f"uv run python -m infrastructure.setup_profiles --target {environment.name}"
+    )
+    raise ConfigError(msg)
+
+
+def _database_folder_problem(database: Path) -> str | None:
+    """Why the folders of `database` cannot be created, or None: its nearest existing ancestor decides."""
+    try:
+        if database.is_dir():
+            return f"{database} is a folder"
+        existing = next(parent for parent in database.parents if parent.exists())
+    except OSError as error:  # a folder on the way that this user may not search (EACCES)
+        return f"{error.filename} cannot be read ({error.strerror})"
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable by this user"
+    return None
+
+
 def load_environments(path: Path | None = None) -> Environments:
     """Read and validate the environments file; any problem is a `ConfigError` naming key and fix."""
     path = (path or environments_file_path()).resolve()
@@ -245,11 +294,17 @@ def load_environments(path: Path | None = None) -> Environments:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys, which PyYAML would silently overwrite."""
+    """A safe YAML loader that refuses duplicate keys, which PyYAML would silently overwrite.
+
+    A merge key (`<<: *defaults`) is not a key of its own: the keys it brings may be overridden, and
+    SafeLoader's own construct_mapping merges them.
+    """
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
@@ -257,6 +312,78 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+class _BoundedLoader(_UniqueKeyLoader):
+    """A safe YAML loader that bounds what aliases stand for and how deep values nest.
+
+    It counts while composing, where an alias is one reference to a node composed earlier: the
+    count grows with the values each alias stands for (its node, aliases inside it expanded), so a
+    bomb is refused after a few thousand values, in milliseconds, before any Python object is built.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._values: dict[int, int] = {}  # id of each composed node -> its values, aliases expanded
+        self._aliased = 0  # values the aliases read so far stand for
+        self._where: list[Any] = []  # the keys (nodes) and indexes from the root to the node composed
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        is_alias = self.check_event(yaml.AliasEvent)
+        mark: yaml.Mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in the stubs
+        self._where.append(index)
+        try:
+            if len(self._where) > MAX_NESTING:
+                raise _BoundExceededError(
+                    f"values nest more than {MAX_NESTING} levels deep",
+                    "an environment's settings nest 2 or 3 levels: flatten the value",
+                    mark,
+                    self._where,
+                )
+            node = super().compose_node(parent, index)
+            values = self._values.get(id(node)) if node is not None else 0
+            if is_alias:
+                if values is None:  # its anchor is still being composed: it contains itself
+                    raise _BoundExceededError(
+                        "an alias refers to the value that contains it", "remove the alias", mark, self._where
+                    )
+                self._aliased += values
+                if self._aliased > MAX_ALIAS_VALUES:
+                    raise _BoundExceededError(
+                        f"the file's aliases stand for more than {MAX_ALIAS_VALUES:,} values",
+                        "a configuration needs a few anchors at most: write the values out, or share each "
+                        "block of settings through one anchor",
+                        mark,
+                        self._where,
+                    )
+            elif node is not None:
+                self._values[id(node)] = 1 + sum(self._values[id(child)] for child in _children(node))
+            return node
+        finally:
+            self._where.pop()
+
+
+class _BoundExceededError(yaml.MarkedYAMLError):
+    """The file exceeds a bound of `_BoundedLoader`: what, where (a dotted key and a line), and the fix."""
+
+    def __init__(self, problem: str, fix: str, mark: yaml.Mark, where: list[Any]) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        keys = [
+            f"[{item}]" if isinstance(item, int) else f".{item.value}"
+            for item in where
+            if isinstance(item, int | yaml.ScalarNode)
+        ]
+        self.key = "".join(keys).lstrip(".") or "(top level)"
+        self.line = mark.line + 1
+        self.fix = fix
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return []
 
 
 def _read_yaml(path: Path) -> Any:
@@ -275,7 +402,10 @@ def _read_yaml(path: Path) -> Any:
         msg = f"{path} is empty: declare at least one environment under 'environments:'."
         raise ConfigError(msg)
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except _BoundExceededError as error:
+        msg = f"{path} is refused at {error.key} (line {error.line}): {error.problem}. Fix: {error.fix}."
+        raise ConfigError(msg) from None
     except yaml.YAMLError as error:
         msg = f"{path} is not valid YAML: {error}"
         raise ConfigError(msg) from None

@@ -155,6 +155,13 @@ def _bigquery(extra: str = "") -> str:
     return HEAD + "  NAME: {adapter: bigquery, dataset: analytics" + extra + "}\n"
 
 
+def _alias_bomb() -> str:
+    """Billion laughs: 9 levels of 10 aliases behind a checked field (`threads`), the anchors in its labels."""
+    levels = [f"a0: &a0 [{', '.join(['lol'] * 10)}]"]
+    levels += [f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]" for level in range(1, 10)]
+    return HEAD + "  NAME: {adapter: duckdb, path: x.db, labels: {" + ", ".join(levels) + "}, threads: *a9}\n"
+
+
 def _named(name: str) -> str:
     return HEAD + f"  '{name}': " + "{adapter: duckdb, path: x.db}\n"
 
@@ -249,6 +256,28 @@ ENV_FILE_CASES = [
     _bad_name("Dev"),
     _bad_name("a b"),
     EnvFileCase(
+        "duckdb-path-under-a-file",
+        HEAD + "  NAME: {adapter: duckdb, path: PROJECT/README.md/sub/x.duckdb}\n",
+        (
+            "environments.NAME.path: cannot create the DuckDB file PROJECT/README.md/sub/x.duckdb",
+            "PROJECT/README.md is a file, not a folder",
+            "uv run python -m infrastructure.setup_profiles --target NAME",
+        ),
+    ),
+    EnvFileCase(
+        "alias-bomb",
+        _alias_bomb(),
+        ("is refused at environments.NAME.labels.a", "aliases stand for more than 10,000 values", "Fix: "),
+        absent=("lol",),
+    ),
+    EnvFileCase(
+        "alias-bomb",
+        _alias_bomb(),
+        ("is refused at environments.NAME.labels.a", "aliases stand for more than 10,000 values", "Fix: "),
+        absent=("lol",),
+        command="pipeline",
+    ),
+    EnvFileCase(
         "missing-file", None, ("Environments file not found: ", "PIPELINE_ENVIRONMENTS_FILE"), command="pipeline"
     ),
     EnvFileCase(
@@ -279,7 +308,10 @@ def test_environments_file_mistake_names_file_key_and_fix(
 
     result = setup_command(workspace) if case.command == "setup" else pipeline_command(workspace, "--target", name)
 
-    expected = [piece.replace("NAME", name) if isinstance(piece, str) else piece for piece in case.expected]
+    expected = [
+        piece.replace("PROJECT", str(dbt_project)).replace("NAME", name) if isinstance(piece, str) else piece
+        for piece in case.expected
+    ]
     before.assert_refused(result, [str(path), *expected], case.absent)
 
 
@@ -631,6 +663,39 @@ def test_pipeline_mistake_is_reported_before_a_flow_run(
     before = Before.take(prefect_api, dbt_project, ready_warehouse.parents[1] / "dbt")
     result = pipeline_command(workspace, *map(fill, case.args))
     before.assert_refused(result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected])
+
+
+def test_duckdb_folder_that_cannot_be_created_is_refused_before_a_flow_run(
+    workspace: Workspace, dbt_project: Path, prefect_api: str
+) -> None:
+    """A DuckDB file whose folder became a file after the setup: exit 1 before any flow run, key and fix, no traceback.
+
+    (The setup refuses such a path itself; the run checks the path of its profile block, the one it would create.)
+    """
+    env = "bad-input-duckdb-folder"
+    database = workspace.root / "warehouse" / "sub" / "x.duckdb"
+    workspace.write_environments(
+        {
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "environments": {env: {"adapter": "duckdb", "path": str(database)}},
+        }
+    )
+    workspace.setup("--blocks-only")
+    (workspace.root / "warehouse").write_text("a file where the folder was\n", encoding="utf-8")
+    before = Before.take(prefect_api, dbt_project)
+
+    result = pipeline_command(workspace, "--target", env)
+
+    before.assert_refused(
+        result,
+        [
+            f"{workspace.environments_file} is invalid:",
+            f"environments.{env}.path: cannot create the DuckDB file {database}",
+            f"{workspace.root / 'warehouse'} is a file, not a folder",
+            f"uv run python -m infrastructure.setup_profiles --target {env}",
+        ],
+        absent=("NotADirectoryError",),
+    )
 
 
 @pytest.mark.parametrize(

@@ -109,12 +109,13 @@ def test_unreachable_prefect_api_fails_one_check_and_skips_those_that_need_it(wo
 
 
 def test_duckdb_path_under_a_file_is_refused_with_the_key_to_change(workspace: Workspace, dbt_project: Path) -> None:
-    """A DuckDB path whose folder cannot be created (it would sit under a file) fails the credentials check."""
-    workspace.write_environments(
-        duckdb_environments(dbt_project, dbt_project / "README.md" / "sub" / "x.duckdb", "dev")
-    )
+    """A DuckDB path whose folder cannot be created (it would sit under a file) fails the credentials check.
+
+    The setup refuses such a path: here a file takes the place of the folder after the setup."""
+    workspace.write_environments(duckdb_environments(dbt_project, dbt_project / "data" / "sub" / "x.duckdb", "dev"))
     workspace.setup("--blocks-only")
+    (dbt_project / "data").write_text("not a folder\n")
     code, output = doctor(workspace, "--target", "dev")
     assert code == 1
-    assert f"cannot create {dbt_project}/README.md/sub/x.duckdb: {dbt_project}/README.md is a file" in output
-    assert "change environments.dev.path" in output
+    assert f"cannot create the DuckDB file {dbt_project}/data/sub/x.duckdb: {dbt_project}/data is a file" in output
+    assert "Point environments.dev.path at a file in a folder you can write" in output

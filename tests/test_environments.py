@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -9,8 +11,10 @@ import yaml
 
 from dbt_pipeline.environments import (
     DEFAULT_ENVIRONMENTS_FILE,
+    MAX_ALIAS_VALUES,
     BigQueryEnvironment,
     DuckDBEnvironment,
+    check_database_folder,
     load_environments,
 )
 from dbt_pipeline.errors import ConfigError, UnknownTargetError
@@ -118,3 +122,124 @@ def test_environment_variable_selects_the_file(tmp_path: Path, monkeypatch: pyte
     path = write(tmp_path, yaml.safe_dump({"environments": {"ci": {"adapter": "duckdb", "path": "ci.db"}}}))
     monkeypatch.setenv("PIPELINE_ENVIRONMENTS_FILE", str(path))
     assert load_environments().names == ["ci"]
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: 10 values, then `levels` anchors of 10 aliases each to the one before (10^levels)."""
+    lines = ["defaults: {dbt_project_dir: ./project}", "x-laughs:", f"  a0: &a0 [{', '.join(['lol'] * 10)}]"]
+    lines += [f"  a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 10)}]" for level in range(1, levels + 1)]
+    lines += ["environments:", f"  dev: {{adapter: duckdb, path: dev.duckdb, threads: *a{levels}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused_while_the_file_is_read(tmp_path: Path) -> None:
+    """9 levels of 10 aliases (10^9 values behind `threads`) are refused by the loader's bound, naming file and fix.
+
+    Unbounded, the validation walked and printed the 10^9 values: minutes and gigabytes. The loader counts
+    what aliases stand for as it composes the document, so it stops after ~10^4 values: milliseconds.
+    """
+    path = write(tmp_path, billion_laughs())
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_environments(path)
+    elapsed = time.monotonic() - started
+    message = str(caught.value)
+    assert message.startswith(f"{path} is refused at x-laughs.a")
+    assert f"aliases stand for more than {MAX_ALIAS_VALUES:,} values" in message
+    assert "Fix: " in message
+    assert "lol" not in message, "the values are never expanded into the message"
+    assert elapsed < 5, f"{elapsed:.1f} s"  # a sanity bound: the refusal takes milliseconds
+
+
+def test_anchors_and_aliases_a_configuration_uses_still_load(tmp_path: Path) -> None:
+    """Shared settings through an anchor, a merge key and an alias, as users write them, load as if written out."""
+    path = write(
+        tmp_path,
+        """
+environments:
+  dev: &duckdb {adapter: duckdb, path: dev.duckdb, schema: analytics, threads: 2}
+  ci: {<<: *duckdb, path: ci.duckdb, threads: 1}
+  prod: {adapter: bigquery, dataset: analytics_prod, project: my-project-123, labels: &labels {team: data}}
+  staging: {adapter: bigquery, dataset: analytics_staging, project: my-project-123, labels: *labels}
+""",
+    )
+    environments = load_environments(path)
+    ci, staging = environments.get("ci"), environments.get("staging")
+    assert isinstance(ci, DuckDBEnvironment)
+    assert (ci.path, ci.schema_, ci.threads) == (tmp_path / "ci.duckdb", "analytics", 1)
+    assert isinstance(staging, BigQueryEnvironment)
+    assert staging.labels == {"team": "data"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "&loop [1, *loop]",
+            r"environments\.dev\.threads\[1\] \(line 2\): an alias refers to the value that contains it",
+        ),
+        ("[" * 40 + "]" * 40, r"environments\.dev\.threads(\[0\])+ \(line 2\): values nest more than 32 levels deep"),
+    ],
+    ids=["recursive-alias", "deep-nesting"],
+)
+def test_hostile_yaml_is_refused_naming_where(tmp_path: Path, value: str, expected: str) -> None:
+    """An alias inside its own anchor, or nesting that would exhaust Python's stack: a ConfigError, not a crash."""
+    path = write(tmp_path, f"environments:\n  dev: {{adapter: duckdb, path: dev.duckdb, threads: {value}}}\n")
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_environments(path)
+    assert str(caught.value).startswith(f"{path} is refused at ")
+
+
+def duckdb_file(tmp_path: Path, path: str) -> DuckDBEnvironment:
+    environment = load_environments(
+        write(tmp_path, f"environments:\n  dev: {{adapter: duckdb, path: '{path}'}}\n")
+    ).get("dev")
+    assert isinstance(environment, DuckDBEnvironment)
+    return environment
+
+
+def test_duckdb_folder_that_can_be_created_passes(tmp_path: Path) -> None:
+    """Missing folders under a writable one are fine: the run creates them. The check creates nothing."""
+    environment = duckdb_file(tmp_path, "warehouse/nested/dev.duckdb")
+    check_database_folder(environment, source=tmp_path / "environments.yaml")
+    assert not (tmp_path / "warehouse").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("notes.txt/sub/dev.duckdb", "{tmp}/notes.txt is a file, not a folder"),
+        ("warehouse", "{tmp}/warehouse is a folder"),
+    ],
+    ids=["under-a-file", "a-folder"],
+)
+def test_duckdb_file_that_cannot_be_created_names_file_key_and_fix(tmp_path: Path, path: str, problem: str) -> None:
+    """A DuckDB path under a file, or naming a folder, is refused with the environments file, the key and the fix."""
+    (tmp_path / "notes.txt").write_text("a file\n")
+    (tmp_path / "warehouse").mkdir()
+    source = tmp_path / "environments.yaml"
+    with pytest.raises(ConfigError) as caught:
+        check_database_folder(duckdb_file(tmp_path, path), source=source)
+    assert str(caught.value) == (
+        f"{source} is invalid:\n  - environments.dev.path: cannot create the DuckDB file {tmp_path / path}: "
+        f"{problem.format(tmp=tmp_path)}. Point environments.dev.path at a file in a folder you can write "
+        "(missing folders are created), then run the setup again: "
+        "uv run python -m infrastructure.setup_profiles --target dev"
+    )
+
+
+def test_duckdb_path_of_the_profile_block_is_the_one_checked(tmp_path: Path) -> None:
+    """The pipeline checks the path its run will use (the profile block's), naming the environment's key."""
+    (tmp_path / "notes.txt").write_text("a file\n")
+    environment = duckdb_file(tmp_path, "dev.duckdb")
+    with pytest.raises(ConfigError, match=r"environments\.dev\.path: cannot create the DuckDB file .*notes\.txt/x"):
+        check_database_folder(environment, source=tmp_path / "environments.yaml", database=tmp_path / "notes.txt" / "x")
+    check_database_folder(environment, source=tmp_path / "environments.yaml", database=":memory:")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any folder")
+def test_duckdb_folder_that_is_not_writable_is_refused(tmp_path: Path) -> None:
+    """A read-only folder cannot receive the DuckDB file: refused before a run, with the key to change."""
+    (tmp_path / "read-only").mkdir(mode=0o555)
+    with pytest.raises(ConfigError, match=r"read-only is not writable by this user"):
+        check_database_folder(duckdb_file(tmp_path, "read-only/sub/dev.duckdb"), source=tmp_path / "environments.yaml")

@@ -9,7 +9,6 @@ fix for each failure and exits 1 if any check fails. It changes nothing and send
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from dbt_pipeline.environments import (
     AnyEnvironment,
     Environments,
     PostgresEnvironment,
+    check_database_folder,
     load_environments,
     target_concurrency_limit,
 )
@@ -142,19 +142,9 @@ class Doctor:
         return f"{server}, password from {source}"
 
     def _duckdb_file(self, database: Path) -> str:
-        """The run creates the file and its folders: the nearest existing ancestor must be a writable folder."""
-        existing = next(parent for parent in database.parents if parent.exists())
-        where = self.environments_file or "the environments file"
-        if not existing.is_dir():
-            raise CheckFailedError(
-                f"cannot create {database}: {existing} is a file, not a folder",
-                f"change environments.{self.target}.path in {where}",
-            )
-        if not os.access(existing, os.W_OK):
-            raise CheckFailedError(
-                f"{existing} is not writable",
-                f"fix its permissions or change environments.{self.target}.path in {where}",
-            )
+        """The run creates the file and its folders: say now if it cannot (a file on the way, no permission)."""
+        assert self.environment is not None
+        check_database_folder(self.environment, source=self.environments_file, database=database)
         return f"DuckDB file {database} (no credentials needed)"
 
     def _dbt_project(self) -> str:

@@ -31,6 +31,7 @@ from dbt_pipeline.environments import (
     BigQueryEnvironment,
     Environments,
     GcpSettings,
+    check_database_folder,
 )
 from dbt_pipeline.errors import BlockNotFoundError, ConfigError
 from dbt_pipeline.profile_blocks import (
@@ -119,6 +120,7 @@ def resolve_targets(environments: Environments, targets: list[str]) -> list[Reso
         environment = environments.get(name)
         fix = f"Fix environments.{name}.dbt_project_dir (or defaults.dbt_project_dir) in {environments.source}."
         project = DbtProject.load(environment.dbt_project_dir, fix=fix)
+        check_database_folder(environment, source=environments.source)
         if not isinstance(environment, BigQueryEnvironment):
             resolved.append(ResolvedTarget(environment, project, target_configs_for(environment)))
             continue
