@@ -20,7 +20,7 @@ from dbt.cli.main import dbtRunner
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
-from dbt_pipeline.interrupts import sigterm_interrupts_dbt
+from dbt_pipeline.interrupts import TimeLimitReached, sigterm_interrupts_dbt, time_limit
 
 # dbt's node statuses, read in one place. These make a command fail (dbt's own rule: a microbatch
 # model with failed batches ends "partial success" and fails the command); "skipped" nodes are
@@ -80,6 +80,8 @@ class DbtCommandResult:
     error: str | None
     log_path: Path
     error_is_transient: bool = False
+    stopped_at_time_limit: bool = False
+    running_when_stopped: tuple[str, ...] = ()
 
     @property
     def failed_nodes(self) -> tuple[NodeResult, ...]:
@@ -104,7 +106,11 @@ class DbtCommandResult:
     def describe_failure(self) -> str:
         """A message naming the command, each failed node with its error, and where the log is."""
         lines = [f"`{self.command}` failed."]
-        if self.error:
+        if self.stopped_at_time_limit:
+            running = ", ".join(self.running_when_stopped) or "no node (dbt was between nodes)"
+            lines[0] = f"`{self.command}` was {self.error}: its queries were cancelled."
+            lines.append(f"Running at that moment: {running}")
+        elif self.error:
             lines.append(f"dbt could not run: {self.error}")
         failed = self.failed_nodes
         if failed:
@@ -123,19 +129,29 @@ EventCallback = Callable[[EventMsg], None]
 
 
 def invoke_dbt(
-    args: Sequence[str], *, command: str, project_dir: Path, callbacks: Sequence[EventCallback] = ()
+    args: Sequence[str],
+    *,
+    command: str,
+    project_dir: Path,
+    callbacks: Sequence[EventCallback] = (),
+    timeout_seconds: float | None = None,
 ) -> DbtCommandResult:
     """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
 
     `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages. A signal
     (Ctrl-C, SIGTERM) cancels the warehouse query and is raised again, never returned as a failure.
+    Past `timeout_seconds` the command is stopped the same way and fails (`stopped_at_time_limit`).
     """
     node_errors = _NodeErrorClassifier()
-    with sigterm_interrupts_dbt() as reraise_interrupt:
-        outcome = dbtRunner(callbacks=[node_errors, *callbacks]).invoke(list(args))
+    running = _RunningNodes()
+    with sigterm_interrupts_dbt() as reraise_interrupt, time_limit(timeout_seconds):
+        outcome = dbtRunner(callbacks=[node_errors, running, *callbacks]).invoke(list(args))
     reraise_interrupt(outcome.exception)
+    stopped = isinstance(outcome.exception, TimeLimitReached)
     error = None
-    if outcome.exception is not None:
+    if stopped:
+        error = f"stopped after its time limit of {timeout_seconds:g} s"
+    elif outcome.exception is not None:
         error = f"{type(outcome.exception).__name__}: {outcome.exception}"
     return DbtCommandResult(
         command=command,
@@ -144,7 +160,34 @@ def invoke_dbt(
         error=error,
         log_path=project_dir / "logs" / "dbt.log",
         error_is_transient=outcome.exception is not None and is_transient(outcome.exception),
+        stopped_at_time_limit=stopped,
+        running_when_stopped=running.when_stopped if stopped else (),
     )
+
+
+class _RunningNodes:
+    """A dbt event callback keeping the nodes that have started and not finished, in start order.
+
+    When dbt is interrupted it cancels the open queries (one `LogCancelLine` each) before it marks
+    their nodes finished: the nodes running then are kept as `at_cancel`.
+    """
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, None] = {}
+        self.at_cancel: tuple[str, ...] | None = None
+
+    def __call__(self, event: EventMsg) -> None:
+        name = event.info.name
+        if name == "NodeStart":
+            self.nodes[event.data.node_info.unique_id] = None
+        elif name == "NodeFinished":
+            self.nodes.pop(event.data.node_info.unique_id, None)
+        elif name == "LogCancelLine" and self.at_cancel is None:
+            self.at_cancel = tuple(self.nodes)
+
+    @property
+    def when_stopped(self) -> tuple[str, ...]:
+        return self.at_cancel if self.at_cancel is not None else tuple(self.nodes)
 
 
 class _NodeErrorClassifier:

@@ -98,6 +98,12 @@ class _Environment(_Settings):
         description="Notification block alerted on failure: a Slack webhook's name, or `<block type slug>/<name>`.",
     )
     notify_on_success: bool = Field(default=False, description="Also send a summary when a run succeeds.")
+    run_timeout_seconds: Count | None = Field(
+        default=None, description="Stop a run that takes longer (its query cancelled) and fail it; none by default."
+    )
+    step_timeout_seconds: Count | None = Field(
+        default=None, description="Stop a dbt step that takes longer (its query cancelled) and fail the run."
+    )
 
     _resolve_project_dir = field_validator("dbt_project_dir")(_resolve_path)
 

@@ -26,6 +26,10 @@ from typing import Any
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
+class TimeLimitReached(KeyboardInterrupt):
+    """A dbt command's time limit, delivered to dbt as the interrupt it handles (it cancels its queries)."""
+
+
 class StopRequested(KeyboardInterrupt):
     """A signal other than Ctrl-C, delivered to dbt as the interrupt it handles."""
 
@@ -57,8 +61,33 @@ def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise `TimeLimitReached` in the main thread after `seconds` (SIGALRM); no limit elsewhere or if None.
+
+    A timer signal rather than a watchdog thread: dbt waits for its nodes in the main thread, and an
+    interrupt there is what makes it cancel the warehouse queries.
+    """
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeLimitReached
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def _reraise_interrupts(previous: SignalHandler) -> Callable[[BaseException | None], None]:
     def reraise(error: BaseException | None) -> None:
+        if isinstance(error, TimeLimitReached):
+            return  # the caller reports it as the command's failure
         if isinstance(error, StopRequested):
             if callable(previous):
                 previous(error.signum, None)  # Prefect's handler raises its TerminationSignal

@@ -14,8 +14,9 @@ import functools
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,12 +48,39 @@ _PER_NODE_EVENTS = frozenset(
 
 
 @dataclass(frozen=True)
+class TimeLimits:
+    """A run's time limits: a deadline for the whole run and a limit per step (None: no limit).
+
+    `run_deadline` is on the `time.monotonic()` clock of the process running the flow.
+    """
+
+    run_timeout_seconds: float | None = None
+    step_timeout_seconds: float | None = None
+    run_deadline: float | None = None
+
+    @classmethod
+    def starting_now(cls, run_timeout_seconds: float | None, step_timeout_seconds: float | None) -> TimeLimits:
+        deadline = time.monotonic() + run_timeout_seconds if run_timeout_seconds is not None else None
+        return cls(run_timeout_seconds, step_timeout_seconds, deadline)
+
+    def for_next_step(self) -> tuple[float | None, str]:
+        """The time the next step may take, and which limit that is (for the message if it is reached)."""
+        left = self.run_deadline - time.monotonic() if self.run_deadline is not None else None
+        if left is not None and (self.step_timeout_seconds is None or left < self.step_timeout_seconds):
+            return max(left, 0.0), f"run_timeout_seconds = {self.run_timeout_seconds:g}"
+        if self.step_timeout_seconds is not None:
+            return self.step_timeout_seconds, f"step_timeout_seconds = {self.step_timeout_seconds:g}"
+        return None, ""
+
+
+@dataclass(frozen=True)
 class DbtInvocation:
     """What every dbt command of one flow run shares: project, rendered profile and target."""
 
     project: DbtProject
     profiles_dir: Path
     target: str
+    limits: TimeLimits = field(default_factory=lambda: TimeLimits())
 
     def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
         """The full argument list for `dbt <command>` in this run.
@@ -165,11 +193,13 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
     if reporter is not None:
         callbacks.append(reporter)
+    timeout, limit = invocation.limits.for_next_step()
     result = invoke_dbt(
         invocation.args(command),
         command=shlex.join(["dbt", *command, "--target", invocation.target]),
         project_dir=invocation.project.path,
         callbacks=callbacks,
+        timeout_seconds=timeout,
     )
     if reporter is not None:
         reporter.reconcile(result.nodes)
@@ -179,6 +209,12 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     if package_error is not None:
         result = dataclasses.replace(result, error=package_error)
     _failed_attempts[task_run.id] = result
+    if result.stopped_at_time_limit:
+        raise DbtRunError(
+            f"{result.describe_failure()}\nThe limit reached: {limit} s (in the environments file, or "
+            "--run-timeout / --step-timeout). Make the slow nodes faster or raise it.",
+            result,
+        )
     error = TransientDbtRunError if result.is_transient_failure else DbtRunError
     raise error(result.describe_failure(), result)
 

@@ -34,7 +34,7 @@ from dbt_pipeline.run_secrets import exported, run_secrets
 from dbt_pipeline.selection import check_selection
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
-from prefect_flows.dbt_tasks import DbtInvocation, plan_steps, run_dbt_step
+from prefect_flows.dbt_tasks import DbtInvocation, TimeLimits, plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -48,6 +48,8 @@ class RunPlan:
     project: DbtProject
     profile: dict[str, Any] = field(repr=False)  # the data of the dbt-cli-profile-{target} block
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
+    run_timeout_seconds: float | None = None
+    step_timeout_seconds: float | None = None
 
 
 def prepare_run(target: str, project_dir: str | None, select: str | None = None, exclude: str | None = None) -> RunPlan:
@@ -63,7 +65,14 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
         )
     else:
         project = DbtProject.load(environment.dbt_project_dir)
-    return RunPlan(target=target, project=project, profile=profile, secrets=run_secrets(environment))
+    return RunPlan(
+        target=target,
+        project=project,
+        profile=profile,
+        secrets=run_secrets(environment),
+        run_timeout_seconds=environment.run_timeout_seconds,
+        step_timeout_seconds=environment.step_timeout_seconds,
+    )
 
 
 @flow(
@@ -81,6 +90,8 @@ def dbt_full_pipeline(
     full_refresh: bool = False,
     retries: Annotated[int, Field(ge=0)] = 2,
     retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
+    run_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
+    step_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
 ) -> list[DbtCommandResult]:
     """Run the dbt steps (deps, seed, snapshot, run, test, docs generate) for `target`.
 
@@ -92,6 +103,9 @@ def dbt_full_pipeline(
         full_refresh: Rebuild incremental models and seeds from scratch.
         retries: How many times a step is retried after a transient warehouse failure.
         retry_delay_seconds: The wait before each retry.
+        run_timeout_seconds: Stop the dbt steps (their queries cancelled) and fail the run past this
+            many seconds from the moment the target is free; defaults to the environment's setting.
+        step_timeout_seconds: The same for each dbt step; defaults to the environment's setting.
     """
     logger = get_run_logger()
     plan = prepare_run(target, project_dir, select, exclude)
@@ -111,7 +125,10 @@ def dbt_full_pipeline(
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
     ):
-        invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target)
+        limits = TimeLimits.starting_now(
+            run_timeout_seconds or plan.run_timeout_seconds, step_timeout_seconds or plan.step_timeout_seconds
+        )
+        invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
         for step in plan_steps(plan.project, select=select, exclude=exclude, full_refresh=full_refresh):
             if failure is not None:  # the steps after a failure do not run, but the report lists them
                 reports.append(StepReport(step.name, None))
@@ -145,6 +162,15 @@ def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
+def _more_than_zero(text: str) -> float:
+    """An argparse type: a number of seconds, more than 0."""
+    value = float(text)
+    if not value > 0:  # NaN too
+        msg = f"must be more than 0 seconds, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="prefect_flows/pipeline.py", description=dbt_full_pipeline.__doc__)
     parser.add_argument("--target", default="dev", help="environment to run (default: dev)")
@@ -157,6 +183,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--retry-delay", type=_at_least_zero(float), default=30, help="seconds between retries (default: 30)"
+    )
+    parser.add_argument(
+        "--run-timeout", type=_more_than_zero, help="seconds the dbt steps may take in all (default: the environment's)"
+    )
+    parser.add_argument(
+        "--step-timeout", type=_more_than_zero, help="seconds one dbt step may take (default: the environment's)"
     )
     return parser.parse_args(argv)
 
@@ -177,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             full_refresh=args.full_refresh,
             retries=args.retries,
             retry_delay_seconds=args.retry_delay,
+            run_timeout_seconds=args.run_timeout,
+            step_timeout_seconds=args.step_timeout,
         )
     except PipelineError as error:
         print(f"\n{FLOW_NAME} failed: {error}", file=sys.stderr)

@@ -176,3 +176,45 @@ def sleeping_queries(server: PostgresServer) -> int:
             " and pid <> pg_backend_pid()"
         )
         return int(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize(
+    ("settings", "flags", "limit"),
+    [
+        ({"step_timeout_seconds": 20}, (), "step_timeout_seconds = 20"),
+        ({"run_timeout_seconds": 3600}, ("--run-timeout", "20"), "run_timeout_seconds = 20"),
+    ],
+    ids=["step-timeout-from-the-environment", "run-timeout-flag-over-the-environment"],
+)
+def test_time_limit_cancels_the_query_and_fails_naming_the_limit_and_the_node(
+    workspace: Workspace,
+    dbt_project: Path,
+    prefect_api: str,
+    receiver: WebhookReceiver,
+    settings: dict[str, int],
+    flags: tuple[str, ...],
+    limit: str,
+) -> None:
+    """Past its time limit a step is stopped like Ctrl-C would (the query cancelled), and the run fails,
+    not retried, with a message naming the limit and the node that was running."""
+    long_model_workspace(workspace, dbt_project, receiver)
+    document = duckdb_environments(dbt_project, workspace.root / "warehouse" / "dev.duckdb", "dev")
+    document["environments"]["dev"].update(settings)  # type: ignore[index]
+    workspace.write_environments(document)
+    started = time.monotonic()
+    result = workspace.pipeline("--select", "long_running", *flags)
+    took = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    assert "`dbt run --select long_running --target dev` was stopped after its time limit of" in output
+    assert "its queries were cancelled" in output
+    assert "Running at that moment: model.shop_analytics.long_running" in output, output[output.find("was stopped") :][
+        :800
+    ]
+    assert f"The limit reached: {limit} s" in output
+    assert "CANCEL query model.shop_analytics.long_running" in output
+    flow_run = read_flow_run(prefect_api, output)
+    assert flow_run.state_type == StateType.FAILED
+    assert "Retry" not in output, "a time limit is not a transient failure"
+    assert took < 20 + 120, f"took {took:.0f} s"
+    assert_nothing_left(workspace, prefect_api)
