@@ -21,6 +21,7 @@ from uuid import UUID
 import duckdb
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
@@ -223,3 +224,48 @@ def _wait_for(
 def _cancel(deployed: Deployed, flow_run: UUID) -> None:
     with deployed.client() as client:
         client.set_flow_run_state(flow_run, Cancelled(message="test: the concurrency limit held it"), force=True)
+
+
+def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed) -> None:
+    """`prefect flow-run cancel` on a run busy in a long DuckDB query: Cancelled within seconds, the query
+    stopped (the warehouse file writable again), the target free for the next run."""
+    project = deployed.workspace.root / "long_project"
+    copy_example_project(project)
+    (project / "models" / "marts" / "long_running.sql").write_text(
+        "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
+    )
+    started = deployed.prefect(
+        "deployment", "run", DEV, "--param", f"project_dir={project}", "--param", "select=long_running"
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_id = flow_run_id(started.stdout)
+    deadline = time.monotonic() + 240
+    while not _step_running(deployed, run_id, "dbt-run"):
+        assert time.monotonic() < deadline, "dbt-run never started" + deployed.worker.tail()
+        time.sleep(1)
+    time.sleep(5)  # the query is under way
+
+    asked = time.monotonic()
+    cancelled = deployed.prefect("flow-run", "cancel", str(run_id))
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    while deployed.flow_run(run_id).state_type != StateType.CANCELLED:
+        assert time.monotonic() - asked < 60, f"still {deployed.flow_run(run_id).state_name}" + deployed.worker.tail()
+        time.sleep(0.5)
+    took = time.monotonic() - asked
+    print(f"\nflow-run cancel: Cancelled {took:.1f} s after the request")  # shown with -s / -rA
+    warehouse = deployed.workspace.root / "warehouse" / "dev.duckdb"
+    while True:  # the query's process holds DuckDB's write lock until it is gone
+        try:
+            duckdb.connect(str(warehouse)).close()
+            break
+        except duckdb.IOException:
+            assert time.monotonic() - asked < 60, "the query outlived the cancelled run"
+            time.sleep(0.5)
+    with deployed.client() as client:
+        assert client.read_global_concurrency_limit_by_name("dbt-target-dev").active_slots == 0
+
+
+def _step_running(deployed: Deployed, flow_run: UUID, step: str) -> bool:
+    with deployed.client() as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run])))
+    return any(run.name.startswith(f"{step}-") and run.state_type == StateType.RUNNING for run in runs)
