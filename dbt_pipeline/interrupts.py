@@ -16,7 +16,9 @@ cancelled, Crashed otherwise), and Ctrl-C stays a `KeyboardInterrupt`.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,3 +98,21 @@ def _reraise_interrupts(previous: SignalHandler) -> Callable[[BaseException | No
             raise error  # Ctrl-C, SystemExit, Prefect's own signals: not a failure of the dbt command
 
     return reraise
+
+
+def stop_this_process(reason: str, *, grace_seconds: float) -> None:
+    """Stop the process from any thread as a SIGTERM would (dbt cancels its queries, the private
+    profile is removed), and end it with exit status 1 if it is still there `grace_seconds` later.
+
+    For a run that has lost the Prefect API: Prefect's own attempts to record the run's end would
+    otherwise retry for minutes. Its state is put right later (the next run on the target marks it
+    Crashed).
+    """
+    print(f"\nStopping the run: {reason}.", file=sys.stderr, flush=True)
+    timer = threading.Timer(grace_seconds, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
+    # To the main thread, where the handlers run and dbt waits: it wakes up from a blocking wait.
+    main = threading.main_thread().ident
+    if main is not None:
+        signal.pthread_kill(main, signal.SIGTERM)

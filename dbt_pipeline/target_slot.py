@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +31,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Crashed
 
 from dbt_pipeline.environments import target_concurrency_limit
@@ -40,6 +41,11 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 LEASE_SECONDS = 60.0
 HEARTBEAT_SECONDS = 15.0
 HOLDER_SILENT_AFTER_SECONDS = 60.0
+# A holder that has not reached the API for this long stops its run: before the other runs may take
+# its target over (HOLDER_SILENT_AFTER_SECONDS), so two runs never write to one target.
+API_LOST_AFTER_SECONDS = 45.0
+# What one heartbeat call may take: an API that accepts connections but never answers counts as lost.
+HEARTBEAT_CALL_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 5.0
 WAITING_REPORT_EVERY_SECONDS = 60.0
 CLAIM_SETTLE_SECONDS = 1.0
@@ -104,13 +110,19 @@ def why_holder_is_gone(client: SyncPrefectClient, holder: Holder | None, *, busy
 
 
 @contextmanager
-def hold_target(target: str, flow_run_id: UUID, logger: Logger) -> Iterator[None]:
+def hold_target(
+    target: str, flow_run_id: UUID, logger: Logger, on_api_lost: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold `target`'s slot for the block: wait for it (taking it from a holder that is gone), keep
-    it alive with a heartbeat, and free it on the way out, whatever happens in the block."""
+    it alive with a heartbeat, and free it on the way out, whatever happens in the block.
+
+    `on_api_lost(reason)` is called (from the heartbeat's thread) once the API has not answered for
+    API_LOST_AFTER_SECONDS: the caller stops the run, since its target is about to be taken over.
+    """
     with get_client(sync_client=True) as client:
         lease_id = _acquire(client, target, flow_run_id, logger)
     acquired = time.monotonic()
-    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger)
+    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger, on_api_lost)
     heartbeat.start()
     try:
         yield
@@ -232,8 +244,16 @@ def _renew(client: SyncPrefectClient, lease_id: UUID) -> bool:
 class _Heartbeat:
     """Renews the lease and the holder record while the run holds the target."""
 
-    def __init__(self, target: str, flow_run_id: UUID, lease_id: UUID, logger: Logger) -> None:
+    def __init__(
+        self,
+        target: str,
+        flow_run_id: UUID,
+        lease_id: UUID,
+        logger: Logger,
+        on_api_lost: Callable[[str], None] | None,
+    ) -> None:
         self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
+        self.on_api_lost = on_api_lost
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{target}", daemon=True)
         self.lease_lost = False
@@ -246,12 +266,22 @@ class _Heartbeat:
         self.thread.join(timeout=HEARTBEAT_SECONDS)
 
     def _run(self) -> None:
-        with get_client(sync_client=True) as client:
+        # One short attempt per beat: the next beat is the retry, and the clock below the judge.
+        with (
+            temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
+            get_client(sync_client=True, httpx_settings={"timeout": HEARTBEAT_CALL_TIMEOUT_SECONDS}) as client,
+        ):
+            answered = time.monotonic()
             while not self.stopping.wait(HEARTBEAT_SECONDS):
                 try:
                     self._beat(client)
+                    answered = time.monotonic()
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
+                    silence = time.monotonic() - answered
+                    if silence >= API_LOST_AFTER_SECONDS and self.on_api_lost is not None:
+                        self.on_api_lost(f"the Prefect API has not answered for {silence:.0f} s ({problem})")
+                        return
 
     def _beat(self, client: SyncPrefectClient) -> None:
         write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC)))

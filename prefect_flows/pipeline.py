@@ -28,6 +28,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import check_database_folder, load_environments
 from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.interrupts import stop_this_process
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.run_secrets import exported, run_secrets
@@ -38,6 +39,8 @@ from prefect_flows.dbt_tasks import DbtInvocation, TimeLimits, plan_steps, run_d
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
+# After the API is lost: how long the run may take to cancel its queries and clean up before it exits.
+API_LOSS_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def dbt_full_pipeline(
     # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
     logger.info("Waiting for target %r to be free (one run per target at a time)", target)
     with (
-        hold_target(target, UUID(flow_run.get_id()), logger),
+        hold_target(target, UUID(flow_run.get_id()), logger, on_api_lost=_stop_on_api_loss),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
     ):
@@ -160,6 +163,15 @@ def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _stop_on_api_loss(reason: str) -> None:
+    """The run cannot report, and its target is about to be taken over: stop it (its queries cancelled)."""
+    stop_this_process(
+        f"{reason}. dbt's queries are cancelled; the run's state is put right (Crashed) by the next run on "
+        "its target. Check the Prefect server (`prefect server status`) or PREFECT_API_URL",
+        grace_seconds=API_LOSS_GRACE_SECONDS,
+    )
 
 
 def _more_than_zero(text: str) -> float:

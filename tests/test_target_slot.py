@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS
+from dbt_pipeline.target_slot import API_LOST_AFTER_SECONDS, HEARTBEAT_SECONDS, HOLDER_SILENT_AFTER_SECONDS
+from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import Workspace, duckdb_environments, make_workspace
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
@@ -109,4 +111,30 @@ def test_run_killed_with_its_server_is_taken_over_and_the_doctor_says_so(
     print(f"\ntake-over after a lost server: rerun finished {time.monotonic() - started:.0f} s after it started")
     dead_run = read_flow_run(own_server.api, dead.output)
     assert dead_run.state_type == StateType.CRASHED, dead_run.state
+    assert active_slots(own_server.api) == 0
+
+
+def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it_right(
+    slot_workspace: Workspace, own_server: PrefectServer
+) -> None:
+    """The server dies during a long query and stays down: the run stops itself (query cancelled, private
+    profile removed, exit non-zero) within API_LOST_AFTER_SECONDS and a grace, naming the cause. When the
+    server is back, the next run gets the target and marks the lost run Crashed; the warehouse is intact."""
+    lost = RunningPipeline(slot_workspace, "--select", "long_running", "--retries", "0")
+    lost.wait_for_query(timeout=240)
+    own_server.stop(kill=True)
+    killed = time.monotonic()
+    returncode = lost.process.wait(timeout=API_LOST_AFTER_SECONDS + HEARTBEAT_SECONDS + API_LOSS_GRACE_SECONDS + 60)
+    took = time.monotonic() - killed
+    print(f"\nAPI lost mid-run: the run exited {took:.0f} s after the server died")  # shown with -s / -rA
+    assert returncode != 0
+    assert "Stopping the run: the Prefect API has not answered for" in lost.output
+    assert not list((slot_workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
+    with duckdb.connect(str(slot_workspace.root / "dev.duckdb")) as warehouse:  # no lock left: writable
+        assert warehouse.execute("select count(*) from information_schema.tables").fetchone() is not None
+
+    own_server.start()
+    rerun = slot_workspace.pipeline("--select", "raw_stores", "--retries", "0")
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
+    assert read_flow_run(own_server.api, lost.output).state_type == StateType.CRASHED
     assert active_slots(own_server.api) == 0
