@@ -16,72 +16,31 @@ setting reaches BigQuery's API: the refusal itself is Google's behaviour, faked 
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
+from tests.emulators.proxy import ForwardingHandler
 from tests.loopback import serving
 
 #: BigQuery bills at least 10 MB for each table a query references.
 MINIMUM_BILLED_PER_TABLE = 10 * 1024 * 1024
 _READS_A_TABLE = re.compile(r"\bfrom\b", re.IGNORECASE)
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
+class _ProxyHandler(ForwardingHandler):
     server: BillingProxy
-    protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
-        self._forward(b"")
-
-    def do_DELETE(self) -> None:
-        self._forward(b"")
-
-    def do_PATCH(self) -> None:
-        self._forward(self._body())
-
-    def do_PUT(self) -> None:
-        self._forward(self._body())
-
-    def do_POST(self) -> None:
-        body = self._body()
-        refusal = self.server.refusal(self.path, body)
+    def handle_request(self, body: bytes) -> None:
+        refusal = self.server.refusal(self.path, body) if self.command == "POST" else None
         if refusal is None:
-            self._forward(body)
+            self.forward(body)
         else:
-            self._answer(400, json.dumps(refusal).encode(), {"Content-Type": "application/json; charset=UTF-8"})
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _forward(self, body: bytes) -> None:
-        upstream = http.client.HTTPConnection(self.server.upstream.hostname or "", self.server.upstream.port, 60)
-        try:
-            headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
-            upstream.request(self.command, self.path, body=body or None, headers=headers)
-            response = upstream.getresponse()
-            payload = response.read()
-            kept = {name: value for name, value in response.getheaders() if name.lower() not in _HOP_BY_HOP}
-            self._answer(response.status, payload, kept)
-        finally:
-            upstream.close()
-
-    def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the tests read `limits` instead."""
+            self.answer(400, json.dumps(refusal).encode(), {"Content-Type": "application/json; charset=UTF-8"})
 
 
 class BillingProxy(ThreadingHTTPServer):

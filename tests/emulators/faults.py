@@ -21,7 +21,6 @@ faked; what the clients (google-cloud-bigquery, dbt-bigquery) make of them is re
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import threading
@@ -29,9 +28,10 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from http.server import ThreadingHTTPServer
+from typing import Literal
 
+from tests.emulators.proxy import ForwardingHandler
 from tests.loopback import serving
 
 __all__ = ["GOOGLE_STATUS", "Fault", "FaultProxy", "Served", "fault_proxy"]
@@ -58,7 +58,6 @@ FRONT_END_ERROR_PAGE = """<!DOCTYPE html>
   <ins>That's all we know.</ins>
 """
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 _JOBS_INSERT = re.compile(r"^/(?:bigquery/v2/)?projects/[^/]+/jobs$")
 _QUERY_RESULTS = re.compile(r"^/(?:bigquery/v2/)?projects/[^/]+/queries/(?P<job>[^/?]+)$")
 
@@ -101,59 +100,17 @@ class Served:
     fault: Fault
 
 
-class _FaultHandler(BaseHTTPRequestHandler):
+class _FaultHandler(ForwardingHandler):
     server: FaultProxy
-    protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:
-        self._handle(b"")
-
-    def do_DELETE(self) -> None:
-        self._handle(b"")
-
-    def do_PATCH(self) -> None:
-        self._handle(self._body())
-
-    def do_PUT(self) -> None:
-        self._handle(self._body())
-
-    def do_POST(self) -> None:
-        self._handle(self._body())
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _handle(self, body: bytes) -> None:
+    def handle_request(self, body: bytes) -> None:
         fault = self.server.fault_for(self.command, self.path, body)
         if fault is None:
-            self._forward(body)
+            self.forward(body)
             return
         self.server.record(Served(self.command, self.path, fault))
         payload, content_type = fault.answer()
-        self._answer(fault.status, payload, {"Content-Type": content_type})
-
-    def _forward(self, body: bytes) -> None:
-        upstream = http.client.HTTPConnection(self.server.upstream.hostname or "", self.server.upstream.port, 60)
-        try:
-            headers = {name: value for name, value in self.headers.items() if name.lower() not in _HOP_BY_HOP}
-            upstream.request(self.command, self.path, body=body or None, headers=headers)
-            response = upstream.getresponse()
-            payload = response.read()
-            kept = {name: value for name, value in response.getheaders() if name.lower() not in _HOP_BY_HOP}
-            self._answer(response.status, payload, kept)
-        finally:
-            upstream.close()
-
-    def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the tests read `served` instead."""
+        self.answer(fault.status, payload, {"Content-Type": content_type})
 
 
 class FaultProxy(ThreadingHTTPServer):
