@@ -135,12 +135,15 @@ def invoke_dbt(
     project_dir: Path,
     callbacks: Sequence[EventCallback] = (),
     timeout_seconds: float | None = None,
+    explain_error: Callable[[BaseException], str | None] | None = None,
 ) -> DbtCommandResult:
     """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
 
     `command` is how the step reads to a user (e.g. `dbt run --target dev`), for messages. A signal
     (Ctrl-C, SIGTERM) cancels the warehouse query and is raised again, never returned as a failure.
     Past `timeout_seconds` the command is stopped the same way and fails (`stopped_at_time_limit`).
+    `explain_error` may turn the exception that stopped dbt into a better message than its text
+    (dbt's exceptions carry attributes, a git package's URL say, that their text leaves out).
     """
     node_errors = _NodeErrorClassifier()
     running = _RunningNodes()
@@ -152,7 +155,8 @@ def invoke_dbt(
     if stopped:
         error = f"stopped after its time limit of {timeout_seconds:g} s"
     elif outcome.exception is not None:
-        error = f"{type(outcome.exception).__name__}: {outcome.exception}"
+        explained = explain_error(outcome.exception) if explain_error is not None else None
+        error = explained or f"{type(outcome.exception).__name__}: {outcome.exception}"
     return DbtCommandResult(
         command=command,
         success=outcome.success,

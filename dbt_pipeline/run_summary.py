@@ -9,18 +9,18 @@ report (`summary.json`); the failure hook, which runs after the flow, reads it b
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from dbt_common.exceptions.base import env_secrets, scrub_secrets
 
 from dbt_pipeline.dbt_invocation import PASSED_STATUSES, SKIPPED_STATUS, DbtCommandResult
 
 SUMMARY_FILE = "summary.json"
 # How much of one error the summary keeps: enough for the cause, short enough for a chat message.
 ERROR_EXCERPT_CHARACTERS = 500
-REDACTED = "*****"
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,9 @@ class RunSummary:
         report_url: str | None = None,
         report_path: Path | None = None,
     ) -> RunSummary:
-        """Summarise the steps' last results; every text is trimmed and the secrets' values removed."""
-        hidden = [*secrets, *_secret_environment_values(os.environ)]
+        """Summarise the steps' last results; every text is trimmed and the secrets' values removed
+        (`secrets`, and the DBT_ENV_SECRET_* variables dbt itself treats as secrets)."""
+        hidden = [*secrets, *env_secrets()]
         nodes = [node for _, result in steps if result is not None for node in result.nodes]
         return cls(
             target=target,
@@ -105,11 +106,8 @@ class RunSummary:
 
 
 def excerpt(text: str | None, secrets: Iterable[str] = ()) -> str:
-    """One line of at most ERROR_EXCERPT_CHARACTERS, with every secret value replaced."""
-    flat = " ".join((text or "").split())
-    for secret in secrets:
-        if secret:
-            flat = flat.replace(secret, REDACTED)
+    """One line of at most ERROR_EXCERPT_CHARACTERS, with every secret value replaced (as dbt scrubs them)."""
+    flat = str(scrub_secrets(" ".join((text or "").split()), [secret for secret in secrets if secret]))
     limit = ERROR_EXCERPT_CHARACTERS
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
@@ -118,8 +116,3 @@ def _step_outcome(name: str, result: DbtCommandResult | None, secrets: Sequence[
     if result is None:
         return StepOutcome(name, "not run")
     return StepOutcome(name, "success" if result.success else "failed", result.command, excerpt(result.error, secrets))
-
-
-def _secret_environment_values(environment: Mapping[str, str]) -> list[str]:
-    """The values dbt treats as secrets (DBT_ENV_SECRET_*): never in a summary either."""
-    return [value for name, value in environment.items() if name.startswith("DBT_ENV_SECRET_") and value]

@@ -82,11 +82,14 @@ def read_holder(client: SyncPrefectClient, target: str) -> Holder | None:
 
 
 def write_holder(client: SyncPrefectClient, target: str, holder: Holder) -> None:
+    """Record `holder`: one call on every heartbeat, a second only the first time."""
     name = holder_variable(target)
-    if client.read_variable_by_name(name) is None:
-        client.create_variable(VariableCreate(name=name, value=holder.to_value()))
-    else:
+    try:
         client.update_variable(VariableUpdate(name=name, value=holder.to_value()))
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code != 404:
+            raise
+        client.create_variable(VariableCreate(name=name, value=holder.to_value()))
 
 
 def why_holder_is_gone(client: SyncPrefectClient, holder: Holder | None, *, busy_since: datetime) -> str | None:

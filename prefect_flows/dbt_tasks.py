@@ -9,11 +9,9 @@ failing test or a query over its time limit fails the same way every time.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,7 +78,7 @@ class DbtInvocation:
     project: DbtProject
     profiles_dir: Path
     target: str
-    limits: TimeLimits = field(default_factory=lambda: TimeLimits())
+    limits: TimeLimits = field(default_factory=TimeLimits)
 
     def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
         """The full argument list for `dbt <command>` in this run.
@@ -185,9 +183,6 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
             else "rerunning the whole step",
         )
     callbacks: list[EventCallback] = [_forward_to(logger)]
-    stopped_by = _StoppingError()
-    if command == ("deps",):
-        callbacks.append(stopped_by)
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
         reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
@@ -200,14 +195,12 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         project_dir=invocation.project.path,
         callbacks=callbacks,
         timeout_seconds=timeout,
+        explain_error=functools.partial(_package_source_error, project=invocation.project),
     )
     if reporter is not None:
         reporter.reconcile(result.nodes)
     if result.success:
         return result
-    package_error = _package_source_error(stopped_by.error, invocation.project)
-    if package_error is not None:
-        result = dataclasses.replace(result, error=package_error)
     _failed_attempts[task_run.id] = result
     if result.stopped_at_time_limit:
         raise DbtRunError(
@@ -219,23 +212,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     raise error(result.describe_failure(), result)
 
 
-class _StoppingError:
-    """A dbt event callback keeping the exception that stopped the command.
-
-    dbt returns it too, but only as text by the time it reaches us; it fires `MainEncounteredError`
-    from inside the `except` block that caught it, calling callbacks synchronously, so
-    `sys.exc_info()` is that exception, with its attributes (a git package's URL and revision).
-    """
-
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
-
-    def __call__(self, event: EventMsg) -> None:
-        if event.info.name == "MainEncounteredError":
-            self.error = sys.exc_info()[1]
-
-
-def _package_source_error(error: BaseException | None, project: DbtProject) -> str | None:
+def _package_source_error(error: BaseException, project: DbtProject) -> str | None:
     """Name the git package `dbt deps` could not fetch and the fix, or None for any other error.
 
     dbt's own text says "Internal Error" and, for a clone, `spec='None'` whatever the revision:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
 import httpx
 from dbt.exceptions import UninstalledPackagesFoundError
@@ -41,8 +39,6 @@ from dbt_pipeline.run_secrets import exported, run_secrets
 from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS, read_holder, why_holder_is_gone
 from prefect_flows.alerts import load_notification_block
 from prefect_flows.dbt_tasks import DbtInvocation
-
-T = TypeVar("T")
 
 
 class CheckFailedError(Exception):
@@ -158,8 +154,8 @@ class Doctor:
         project = self.project
         outputs = profile_outputs(configs_data(self.profile.target_configs))
         document = profiles_document(project.profile, self.target, outputs)
-        # The profile is removed by this thread whatever dbt does: a dbt left waiting on a warehouse
-        # that does not answer must not leave the rendered profile (and its key) behind.
+        # A warehouse that does not answer is given `timeout_seconds`: dbt is then interrupted, its
+        # connection attempt given up, and the rendered profile (and its key) removed all the same.
         with (
             exported(self.credentials or {}),
             private_profiles_dir(document) as profiles_dir,
@@ -169,12 +165,17 @@ class Doctor:
             # Artifacts go to a scratch folder: the doctor leaves the project's target/ alone.
             target_path = None if command[0] == "debug" else scratch
             args = [*invocation.args(command, target_path=target_path), "--log-path", scratch]
-            result = _within(
-                timeout_seconds,
-                lambda: invoke_dbt(
-                    args, command=f"dbt {' '.join(command)} --target {self.target}", project_dir=project.path
-                ),
-                f"`dbt {' '.join(command)}` got no answer",
+            result = invoke_dbt(
+                args,
+                command=f"dbt {' '.join(command)} --target {self.target}",
+                project_dir=project.path,
+                timeout_seconds=timeout_seconds,
+            )
+        if result.stopped_at_time_limit:
+            raise CheckFailedError(
+                f"`dbt {' '.join(command)}` got no answer within {timeout_seconds:.0f} s",
+                "check the network between this machine and the warehouse (proxy, firewall, VPN) and its endpoint; "
+                "--timeout waits longer",
             )
         if not result.success:
             fix = f"run `cd {project.path} && {result.command}` to see why"
@@ -251,32 +252,6 @@ def _bigquery_credentials(configs: BigQueryTargetConfigs) -> str:
         ) from None
     email = getattr(google_credentials, "service_account_email", "application default credentials")
     return f"{email} on project {configs.project or credentials.project}"
-
-
-def _within(seconds: float | None, work: Callable[[], T], what: str) -> T:
-    """`work()`, or a failed check if it takes longer than `seconds` (the work is left behind in a daemon thread)."""
-    if seconds is None:
-        return work()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as error:  # re-raised in the caller's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, name="doctor-check", daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise CheckFailedError(
-            f"{what} within {seconds:.0f} s",
-            "check the network between this machine and the warehouse (proxy, firewall, VPN) and its endpoint; "
-            "--timeout waits longer",
-        )
-    if "error" in outcome:
-        raise outcome["error"]
-    return cast(T, outcome["value"])
 
 
 def main(argv: list[str] | None = None) -> int:
