@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 import httpx
+from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-from dbt_pipeline.errors import BlockNotFoundError
+from dbt_pipeline.errors import BlockNotFoundError, BlockTypeError
 from dbt_pipeline.prefect_api import unreachable
 
 SETUP_COMMAND = "uv run python -m infrastructure.setup_profiles --blocks-only"
@@ -28,6 +29,23 @@ def load_block(block_class: type[BlockT], name: str, *, target: str | None = Non
         raise _not_found(name, block_class.get_block_type_name(), target) from None
     except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as error:
         raise unreachable(error) from None
+
+
+def load_notification_block(name: str, *, target: str | None = None) -> NotificationBlock:
+    """The notification block `name`: `<block type slug>/<name>` for any type, a bare name for a Slack webhook."""
+    if "/" in name:
+        block: Block = load_block(Block, name, target=target)
+    else:
+        from prefect_slack import SlackWebhook  # only when alerting: it pulls in slack_sdk and aiohttp
+
+        block = load_block(SlackWebhook, name, target=target)
+    if not isinstance(block, NotificationBlock):
+        msg = (
+            f"Block {name!r} is a {type(block).__name__}, not a notification block: name a Slack webhook "
+            "(slack-webhook/NAME) or another notification block in notification_block."
+        )
+        raise BlockTypeError(msg)
+    return block
 
 
 def load_profile_data(name: str, *, target: str) -> dict[str, Any]:

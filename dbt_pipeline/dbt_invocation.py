@@ -15,19 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dbt.artifacts.schemas.results import NodeStatus
 from dbt.cli.main import dbtRunner
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
 from dbt_pipeline.interrupts import TimeLimitReached, sigterm_interrupts_dbt, time_limit
-
-# dbt's node statuses, read in one place. These make a command fail (dbt's own rule: a microbatch
-# model with failed batches ends "partial success" and fails the command); "skipped" nodes are
-# the consequence of one of them.
-FAILED_STATUSES = frozenset({NodeStatus.Error, NodeStatus.Fail, NodeStatus.RuntimeErr, NodeStatus.PartialSuccess})
-PASSED_STATUSES = frozenset({NodeStatus.Success, NodeStatus.Pass, NodeStatus.Warn, NodeStatus.NoOp})
-SKIPPED_STATUS = NodeStatus.Skipped
+from dbt_pipeline.node_status import NodeOutcome, outcome_of
 
 # BigQuery's own error when a query would bill more than `maximum_bytes_billed`.
 BYTES_BILLED_LIMIT = re.compile(r"exceeded limit for bytes billed", re.IGNORECASE)
@@ -53,7 +46,7 @@ class NodeResult:
     @property
     def failed(self) -> bool:
         """Whether this node made the command fail."""
-        return self.status in FAILED_STATUSES
+        return outcome_of(self.status) is NodeOutcome.FAILED
 
     @property
     def rows_affected(self) -> int | None:

@@ -14,41 +14,39 @@ import difflib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from dbt_pipeline.adapters import ADAPTERS, WarehouseEnvironment, adapter_choices
+from dbt_pipeline.adapters.bigquery import BigQueryEnvironment, GcpSettings
+from dbt_pipeline.adapters.duckdb import DuckDBEnvironment
+from dbt_pipeline.adapters.postgres import PostgresEnvironment
 from dbt_pipeline.errors import ConfigError, UnknownTargetError
+from dbt_pipeline.settings import PATTERN_RULES, EnvironmentName, Settings
+
+__all__ = [
+    "AnyEnvironment",
+    "BigQueryEnvironment",
+    "DuckDBEnvironment",
+    "Environments",
+    "GcpSettings",
+    "PostgresEnvironment",
+    "environments_file_path",
+    "load_environments",
+    "target_concurrency_limit",
+]
 
 ENVIRONMENTS_FILE_VARIABLE = "PIPELINE_ENVIRONMENTS_FILE"
 DEFAULT_ENVIRONMENTS_FILE = Path(__file__).resolve().parents[1] / "infrastructure" / "environments.yaml"
 
-# Prefect block names allow lowercase letters, digits and dashes; an environment name becomes part
-# of block names (dbt-cli-profile-{env}), of file names and of a command line, so nothing else.
-ENVIRONMENT_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,39}$"
-EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_NAME_PATTERN)]
-
-# https://cloud.google.com/bigquery/docs/datasets#dataset-naming
-DATASET_PATTERN = r"^[A-Za-z0-9_]{1,1024}$"
-DatasetName = Annotated[str, Field(pattern=DATASET_PATTERN)]
-# https://cloud.google.com/resource-manager/docs/creating-managing-projects#before_you_begin
-GCP_PROJECT_PATTERN = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"
-GcpProjectId = Annotated[str, Field(pattern=GCP_PROJECT_PATTERN)]
-URL_PATTERN = r"^https?://"
-# A notification block: a Slack webhook block's name, or `<block type slug>/<name>`.
-NOTIFICATION_BLOCK_PATTERN = r"^([a-z0-9-]+/)?[a-z0-9][a-z0-9-]*$"
-SECRET_VARIABLE_PATTERN = r"^DBT_ENV_SECRET_[A-Z0-9_]+$"  # noqa: S105 - a name pattern, not a password
-# A whole number, not a boolean or a string that looks like one (YAML's `true` is not 1 thread).
-Count = Annotated[int, Field(strict=True, gt=0)]
+# Any adapter's environment; the discriminated union of the registered adapters for validation.
+AnyEnvironment = WarehouseEnvironment
+if TYPE_CHECKING:
+    Environment = WarehouseEnvironment
+else:
+    Environment = Annotated[Union[tuple(ADAPTERS.values())], Field(discriminator="adapter")]  # noqa: UP007
 
 # A configuration uses a few anchors (a shared block of settings, `<<: *defaults`) and a few levels of
 # nesting. Past these bounds the file is refused while it is read, before anything expands it: the values
@@ -57,140 +55,14 @@ Count = Annotated[int, Field(strict=True, gt=0)]
 MAX_ALIAS_VALUES = 10_000  # values all the aliases of a file may stand for, together
 MAX_NESTING = 32
 
-# What each pattern means, in words, for error messages.
-PATTERN_RULES = {
-    ENVIRONMENT_NAME_PATTERN: (
-        "use lowercase letters, digits and dashes, starting with a letter (it becomes part of block names)"
-    ),
-    DATASET_PATTERN: "a BigQuery dataset name: letters, digits and underscores only",
-    GCP_PROJECT_PATTERN: "a GCP project id: 6 to 30 lowercase letters, digits and dashes, starting with a letter",
-    URL_PATTERN: "a URL starting with http:// or https://",
-    NOTIFICATION_BLOCK_PATTERN: (
-        "a block name (lowercase letters, digits and dashes), optionally prefixed by its block type slug and /"
-    ),
-    SECRET_VARIABLE_PATTERN: "a variable name starting with DBT_ENV_SECRET_ (dbt scrubs those from its logs)",
-}
 
-
-class _Settings(BaseModel):
-    """Strict and immutable: an unknown key is an error (a typo must not be silently ignored)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
-    """Anchor a relative path at the environments file's directory (passed as context)."""
-    if value is None or value.is_absolute():
-        return value
-    base_dir = (info.context or {}).get("base_dir", Path.cwd())
-    return (Path(base_dir) / value).resolve()
-
-
-class _Environment(_Settings):
-    """What every environment has, whatever its warehouse."""
-
-    name: EnvironmentName = Field(description="The target name, taken from the environment's key.")
-    threads: Count = Field(default=1, description="dbt threads: how many nodes run at once.")
-    dbt_project_dir: Path = Field(description="The dbt project this environment runs.")
-    notification_block: str | None = Field(
-        default=None,
-        pattern=NOTIFICATION_BLOCK_PATTERN,
-        description="Notification block alerted on failure: a Slack webhook's name, or `<block type slug>/<name>`.",
-    )
-    notify_on_success: bool = Field(default=False, description="Also send a summary when a run succeeds.")
-    run_timeout_seconds: Count | None = Field(
-        default=None, description="Stop a run that takes longer (its query cancelled) and fail it; none by default."
-    )
-    step_timeout_seconds: Count | None = Field(
-        default=None, description="Stop a dbt step that takes longer (its query cancelled) and fail the run."
-    )
-
-    _resolve_project_dir = field_validator("dbt_project_dir")(_resolve_path)
-
-    @property
-    def profile_block_name(self) -> str:
-        """The `DbtCliProfile` block the flow loads for this target."""
-        return f"dbt-cli-profile-{self.name}"
-
-
-class DuckDBEnvironment(_Environment):
-    """A local DuckDB file: the embedded default, no account and no network needed."""
-
-    adapter: Literal["duckdb"]
-    path: Path = Field(description="The DuckDB database file (created on first run).")
-    schema_: str = Field(default="main", alias="schema", min_length=1)
-
-    _resolve_database_path = field_validator("path")(_resolve_path)
-
-
-class BigQueryEnvironment(_Environment):
-    """A BigQuery dataset: production."""
-
-    adapter: Literal["bigquery"]
-    project: GcpProjectId | None = Field(
-        default=None, description="GCP project; falls back to gcp.project, then GOOGLE_CLOUD_PROJECT."
-    )
-    dataset: DatasetName
-    location: str = Field(default="US", min_length=2)
-    job_execution_timeout_seconds: Count = 300
-    job_retries: Annotated[int, Field(ge=0)] = 1
-    maximum_bytes_billed: Count | None = Field(
-        default=None, description="Queries that would bill more bytes fail instead of running."
-    )
-    priority: Literal["interactive", "batch"] = "interactive"
-    table_expiration_days: Count | None = Field(
-        default=None, description="Default table expiration Terraform sets on the dataset."
-    )
-    api_endpoint: str | None = Field(
-        default=None,
-        pattern=URL_PATTERN,
-        description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",
-    )
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class PostgresEnvironment(_Environment):
-    """A PostgreSQL database: for teams that self-host their warehouse."""
-
-    adapter: Literal["postgres"]
-    host: str = Field(default="localhost", min_length=1)
-    port: Annotated[int, Field(ge=1, le=65535)] = 5432
-    user: str = Field(min_length=1)
-    database: str = Field(min_length=1)
-    schema_: str = Field(default="public", alias="schema", min_length=1)
-    password_env_var: str = Field(
-        default="DBT_ENV_SECRET_POSTGRES_PASSWORD",
-        pattern=SECRET_VARIABLE_PATTERN,
-        description="Variable holding the password; dbt scrubs DBT_ENV_SECRET_* values from its logs.",
-    )
-    password_secret_block: str | None = Field(
-        default=None, description="A Prefect Secret block holding the password, read at run time."
-    )
-
-
-AnyEnvironment = DuckDBEnvironment | BigQueryEnvironment | PostgresEnvironment
-Environment = Annotated[AnyEnvironment, Field(discriminator="adapter")]
-
-
-class GcpSettings(_Settings):
-    """Google Cloud settings shared by the BigQuery environments."""
-
-    project: GcpProjectId | None = None
-    credentials_block: EnvironmentName = "gcp-credentials"
-    service_account_key_file: Path | None = Field(
-        default=None, description="Service-account key; GOOGLE_APPLICATION_CREDENTIALS wins over it."
-    )
-
-    _resolve_key_file = field_validator("service_account_key_file")(_resolve_path)
-
-
-class Defaults(_Settings):
+class Defaults(Settings):
     """Values an environment inherits unless it sets its own."""
 
     dbt_project_dir: Path = Path("../dbt")
 
 
-class Environments(_Settings):
+class Environments(Settings):
     """The whole environments file, validated."""
 
     source: Path = Field(description="The file these environments were read from.")
@@ -242,48 +114,6 @@ def target_concurrency_limit(target: str) -> str:
 def environments_file_path() -> Path:
     """The environments file in use: $PIPELINE_ENVIRONMENTS_FILE, else the repository's own."""
     return Path(os.environ.get(ENVIRONMENTS_FILE_VARIABLE) or DEFAULT_ENVIRONMENTS_FILE)
-
-
-def check_database_folder(
-    environment: AnyEnvironment, *, source: Path | None = None, database: str | Path | None = None
-) -> None:
-    """Refuse a DuckDB file whose folder cannot be created, naming the file, the key and the fix.
-
-    The run creates the file's missing folders (profiles.ensure_database_dir) and DuckDB the file,
-    but only once a flow run has started: a path under a file (`../README.md/sub/x.duckdb`) or in a
-    folder this user cannot write would fail there, with a raw OSError. The nearest existing folder
-    tells beforehand, creating nothing. `database` is the path a run will use (its profile block's),
-    by default the environment's own; `source` the environments file, by default the one in use.
-    """
-    if not isinstance(environment, DuckDBEnvironment):
-        return
-    database = Path(database if database is not None else environment.path).expanduser()
-    problem = None if str(database) == ":memory:" else _database_folder_problem(database)
-    if problem is None:
-        return
-    key = f"environments.{environment.name}.path"
-    msg = (
-        f"{(source or environments_file_path()).resolve()} is invalid:\n"
-        f"  - {key}: cannot create the DuckDB file {database}: {problem}. Point {key} at a file in a folder "
-        f"you can write (missing folders are created), then run the setup again: "
-        f"uv run python -m infrastructure.setup_profiles --target {environment.name}"
-    )
-    raise ConfigError(msg)
-
-
-def _database_folder_problem(database: Path) -> str | None:
-    """Why the folders of `database` cannot be created, or None: its nearest existing ancestor decides."""
-    try:
-        if database.is_dir():
-            return f"{database} is a folder"
-        existing = next(parent for parent in database.parents if parent.exists())
-    except OSError as error:  # a folder on the way that this user may not search (EACCES)
-        return f"{error.filename} cannot be read ({error.strerror})"
-    if not existing.is_dir():
-        return f"{existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable by this user"
-    return None
 
 
 def load_environments(path: Path | None = None) -> Environments:
@@ -423,7 +253,11 @@ def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> st
     seen: set[str] = set()
     for problem in error.errors():
         # pydantic marks a mapping key's own problem with "[key]": the user knows it as the key itself.
-        parts = [str(part) for part in problem["loc"] if part not in ("duckdb", "bigquery", "postgres")]
+        # pydantic names the union member it tried (environments.<name>.<adapter>.<key>): not a key of the file.
+        loc = list(problem["loc"])
+        if len(loc) > 2 and loc[0] == "environments" and loc[2] in ADAPTERS:
+            del loc[2]
+        parts = [str(part) for part in loc]
         location = [part for part in parts if part != "[key]"]
         key = ".".join(location) or "(top level)"
         if key in seen:
@@ -439,11 +273,11 @@ def _describe(error: ValidationError, path: Path, data: Mapping[str, Any]) -> st
             lines.append(f"  - {key}: unknown key{hint}. Allowed here: {', '.join(sorted(allowed))}.")
         elif problem["type"] == "union_tag_invalid":
             adapter = problem["input"].get("adapter")
-            lines.append(f"  - {key}.adapter: unknown adapter {adapter!r}; use duckdb, bigquery or postgres.")
+            lines.append(f"  - {key}.adapter: unknown adapter {adapter!r}; use {adapter_choices()}.")
         elif problem["type"] == "missing":
             lines.append(f"  - {key}: required, but missing; add it.")
         elif problem["type"] == "union_tag_not_found":
-            lines.append(f"  - {key}: missing 'adapter'; use duckdb, bigquery or postgres.")
+            lines.append(f"  - {key}: missing 'adapter'; use {adapter_choices()}.")
         else:
             lines.append(f"  - {key}: {problem['msg']} (got {problem['input']!r}).")
     return "\n".join(lines)
@@ -459,8 +293,7 @@ def _allowed_keys(location: list[str], data: Mapping[str, Any]) -> list[str]:
         return list(model.model_fields)
     if parent[0] == "environments" and len(parent) == 2:
         adapter = (data.get("environments") or {}).get(parent[1], {}).get("adapter")
-        models: dict[str, type[BaseModel]] = {"bigquery": BigQueryEnvironment, "postgres": PostgresEnvironment}
-        model = models.get(adapter, DuckDBEnvironment)
+        model = ADAPTERS.get(adapter, DuckDBEnvironment)
         return [field.alias or name for name, field in model.model_fields.items() if name != "name"]
     return []
 

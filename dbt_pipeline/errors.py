@@ -58,3 +58,15 @@ class DbtRunError(PipelineError):
 
 class TransientDbtRunError(DbtRunError):
     """A dbt command failed because the warehouse was unavailable: worth another attempt."""
+
+
+class TargetSkipped(PipelineError):  # noqa: N818 - not a failure: the setup skips the target and says why
+    """A target cannot be set up on this machine yet (e.g. no GCP project): the message says what it lacks."""
+
+
+class CheckFailedError(PipelineError):
+    """A check of the doctor failed: the message says what is wrong, `fix` what to do."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix

@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -116,3 +118,29 @@ def stop_this_process(reason: str, *, grace_seconds: float) -> None:
     main = threading.main_thread().ident
     if main is not None:
         signal.pthread_kill(main, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """A run's time limits: a deadline for the whole run and a limit per step (None: no limit).
+
+    `run_deadline` is on the `time.monotonic()` clock of the process running the flow.
+    """
+
+    run_timeout_seconds: float | None = None
+    step_timeout_seconds: float | None = None
+    run_deadline: float | None = None
+
+    @classmethod
+    def starting_now(cls, run_timeout_seconds: float | None, step_timeout_seconds: float | None) -> TimeLimits:
+        deadline = time.monotonic() + run_timeout_seconds if run_timeout_seconds is not None else None
+        return cls(run_timeout_seconds, step_timeout_seconds, deadline)
+
+    def for_next_step(self) -> tuple[float | None, str]:
+        """The time the next step may take, and which limit that is (for the message if it is reached)."""
+        left = self.run_deadline - time.monotonic() if self.run_deadline is not None else None
+        if left is not None and (self.step_timeout_seconds is None or left < self.step_timeout_seconds):
+            return max(left, 0.0), f"run_timeout_seconds = {self.run_timeout_seconds:g}"
+        if self.step_timeout_seconds is not None:
+            return self.step_timeout_seconds, f"step_timeout_seconds = {self.step_timeout_seconds:g}"
+        return None, ""

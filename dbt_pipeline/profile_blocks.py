@@ -12,10 +12,8 @@ from typing import Any, TypeAlias
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from prefect_gcp import GcpCredentials
 
 from dbt_pipeline.blocks import load_block
-from dbt_pipeline.environments import AnyEnvironment, DuckDBEnvironment, PostgresEnvironment
 
 # prefect-dbt marks prefect_dbt.cli deprecated in favour of prefect_dbt.core, which has no block for
 # a profile. The blocks are what our users load by name, so we keep them and silence the warning.
@@ -30,58 +28,9 @@ __all__ = [
     "TargetConfigs",
     "configs_data",
     "load_dbt_cli_profile",
-    "target_configs_for",
 ]
 
 AnyTargetConfigs: TypeAlias = TargetConfigs | BigQueryTargetConfigs
-
-
-def target_configs_for(
-    environment: AnyEnvironment,
-    *,
-    project: str | None = None,
-    credentials: GcpCredentials | None = None,
-) -> AnyTargetConfigs:
-    """The prefect-dbt target configs that describe `environment` (credentials for BigQuery)."""
-    if isinstance(environment, PostgresEnvironment):
-        return TargetConfigs(
-            type="postgres",
-            schema=environment.schema_,
-            threads=environment.threads,
-            # The block holds a reference to the password, never the password: dbt reads the
-            # variable when it renders the profile, and scrubs DBT_ENV_SECRET_* from its logs.
-            extras={
-                "host": environment.host,
-                "port": environment.port,
-                "user": environment.user,
-                "dbname": environment.database,
-                "password": f"{{{{ env_var('{environment.password_env_var}') }}}}",
-            },
-        )
-    if isinstance(environment, DuckDBEnvironment):
-        return TargetConfigs(
-            type="duckdb",
-            schema=environment.schema_,
-            threads=environment.threads,
-            extras={"path": str(environment.path)},
-        )
-    extras: dict[str, Any] = {
-        "location": environment.location,
-        "job_execution_timeout_seconds": environment.job_execution_timeout_seconds,
-        "job_retries": environment.job_retries,
-        "priority": environment.priority,
-    }
-    if environment.maximum_bytes_billed is not None:
-        extras["maximum_bytes_billed"] = environment.maximum_bytes_billed
-    if environment.api_endpoint is not None:
-        extras["api_endpoint"] = environment.api_endpoint
-    return BigQueryTargetConfigs(
-        schema=environment.dataset,
-        project=environment.project or project,
-        threads=environment.threads,
-        credentials=credentials,
-        extras=extras,
-    )
 
 
 def configs_data(configs: AnyTargetConfigs) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from dbt_pipeline.adapters import adapter_class
+
 __all__ = [
-    "ensure_database_dir",
+    "exported",
     "private_profiles_dir",
     "profile_outputs",
     "profiles_document",
@@ -31,43 +33,14 @@ __all__ = [
 
 
 def profile_outputs(configs: Mapping[str, Any], *, keyfile: Path | None = None) -> dict[str, Any]:
-    """The `outputs.<target>` mapping of profiles.yml, from target configs as data.
+    """The `outputs.<target>` mapping of profiles.yml, from target configs as data, by their adapter.
 
     `configs` is the data of a prefect-dbt target configs block: what the Prefect API returns for
     a block document, or a block's `model_dump`. Working on data lets the flow render a profile
     without importing prefect-dbt and prefect-gcp (and with them pandas and Google's clients).
-
-    For BigQuery, `keyfile` replaces the key content stored in the block by a path to it, so the
-    local profiles.yml never holds a secret. Without a key, dbt authenticates with Application
-    Default Credentials itself (`method: oauth`) rather than with a token baked into the file, as
-    prefect-dbt does, which would expire within the hour.
+    `keyfile` replaces a secret the block holds by the file that holds it (the local profiles.yml).
     """
-    common = {
-        "type": configs["type"],
-        "schema": configs.get("schema", configs.get("schema_")),
-        "threads": configs["threads"],
-        **(configs.get("extras") or {}),
-    }
-    if configs["type"] != "bigquery":
-        return common
-    credentials = configs.get("credentials") or {}
-    outputs: dict[str, Any] = {"project": configs.get("project") or credentials.get("project"), **common}
-    outputs["dataset"] = outputs.pop("schema")
-    if keyfile is not None:
-        outputs.update(method="service-account", keyfile=str(keyfile))
-    elif credentials.get("service_account_info"):
-        outputs.update(method="service-account-json", keyfile_json=dict(credentials["service_account_info"]))
-    elif credentials.get("service_account_file"):
-        outputs.update(method="service-account", keyfile=str(credentials["service_account_file"]))
-    else:
-        outputs["method"] = "oauth"
-    return outputs
-
-
-def ensure_database_dir(outputs: dict[str, Any]) -> None:
-    """Create the folder of a DuckDB file: DuckDB creates the file on first use, not its folder."""
-    if outputs.get("type") == "duckdb" and outputs.get("path") not in (None, ":memory:"):
-        Path(outputs["path"]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return adapter_class(configs["type"]).profile_outputs(configs, keyfile=keyfile)
 
 
 def profiles_document(profile_name: str, target: str, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -96,3 +69,18 @@ def private_profiles_dir(document: dict[str, Any]) -> Iterator[Path]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def exported(variables: Mapping[str, str]) -> Iterator[None]:
+    """Export `variables` (secrets a profile reads with env_var()) for the block, then restore the environment."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

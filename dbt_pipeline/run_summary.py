@@ -16,7 +16,8 @@ from typing import Any
 
 from dbt_common.exceptions.base import env_secrets, scrub_secrets
 
-from dbt_pipeline.dbt_invocation import PASSED_STATUSES, SKIPPED_STATUS, DbtCommandResult
+from dbt_pipeline.dbt_invocation import DbtCommandResult
+from dbt_pipeline.node_status import NodeOutcome, outcome_of
 
 SUMMARY_FILE = "summary.json"
 # How much of one error the summary keeps: enough for the cause, short enough for a chat message.
@@ -73,8 +74,8 @@ class RunSummary:
         nodes = [node for _, result in steps if result is not None for node in result.nodes]
         return cls(
             target=target,
-            passed=sum(node.status in PASSED_STATUSES for node in nodes),
-            skipped=sum(node.status == SKIPPED_STATUS for node in nodes),
+            passed=sum(outcome_of(node.status) is NodeOutcome.PASSED for node in nodes),
+            skipped=sum(outcome_of(node.status) is NodeOutcome.SKIPPED for node in nodes),
             failed=tuple(
                 FailedNode(node.unique_id, node.status, excerpt(node.message, hidden)) for node in nodes if node.failed
             ),

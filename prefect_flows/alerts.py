@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Flow, State
-from prefect.blocks.abstract import NotificationBlock
-from prefect.blocks.core import Block
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging.loggers import flow_run_logger
 
+from dbt_pipeline.blocks import load_notification_block
 from dbt_pipeline.environments import load_environments
-from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.run_summary import RunSummary, excerpt
 from prefect_flows.run_report import run_directory, ui_url
 
@@ -51,20 +49,6 @@ def compose_message(*, target: str, flow_run: FlowRun, outcome: str, summary: Ru
 def flow_run_url(flow_run: FlowRun) -> str:
     """The flow run's page in the Prefect UI (Cloud or self-hosted)."""
     return ui_url(f"runs/flow-run/{flow_run.id}")
-
-
-def load_notification_block(name: str) -> NotificationBlock:
-    """`slug/name` loads any notification block type; a bare name is a Slack webhook."""
-    if "/" in name:
-        block = Block.load(name)
-    else:
-        from prefect_slack import SlackWebhook  # only when alerting: it pulls in slack_sdk and aiohttp
-
-        block = SlackWebhook.load(name)
-    if not isinstance(block, NotificationBlock):
-        msg = f"Block {name!r} is a {type(block).__name__}, not a notification block (e.g. slack-webhook/NAME)."
-        raise PipelineError(msg)
-    return block
 
 
 def send_alert(

@@ -10,18 +10,14 @@ failing test or a query over its time limit fails the same way every time.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import shlex
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
-import click
-from dbt.cli.main import cli as dbt_cli
 from dbt.exceptions import GitCheckoutError, GitCloningError
 from dbt_common.events.base_types import EventMsg
 from dbt_common.exceptions.base import env_secrets, scrub_secrets
@@ -30,9 +26,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 
+from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.errors import DbtRunError, TransientDbtRunError
+from dbt_pipeline.node_status import NodeOutcome, outcome_of
 from prefect_flows.node_runs import NodeRunReporter
 
 # dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
@@ -43,70 +41,6 @@ _PER_NODE_EVENTS = frozenset(
     {"LogStartLine", "LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult",
      "LogNodeNoOpResult", "LogFreshnessResult", "SkippingDetails"}
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TimeLimits:
-    """A run's time limits: a deadline for the whole run and a limit per step (None: no limit).
-
-    `run_deadline` is on the `time.monotonic()` clock of the process running the flow.
-    """
-
-    run_timeout_seconds: float | None = None
-    step_timeout_seconds: float | None = None
-    run_deadline: float | None = None
-
-    @classmethod
-    def starting_now(cls, run_timeout_seconds: float | None, step_timeout_seconds: float | None) -> TimeLimits:
-        deadline = time.monotonic() + run_timeout_seconds if run_timeout_seconds is not None else None
-        return cls(run_timeout_seconds, step_timeout_seconds, deadline)
-
-    def for_next_step(self) -> tuple[float | None, str]:
-        """The time the next step may take, and which limit that is (for the message if it is reached)."""
-        left = self.run_deadline - time.monotonic() if self.run_deadline is not None else None
-        if left is not None and (self.step_timeout_seconds is None or left < self.step_timeout_seconds):
-            return max(left, 0.0), f"run_timeout_seconds = {self.run_timeout_seconds:g}"
-        if self.step_timeout_seconds is not None:
-            return self.step_timeout_seconds, f"step_timeout_seconds = {self.step_timeout_seconds:g}"
-        return None, ""
-
-
-@dataclass(frozen=True)
-class DbtInvocation:
-    """What every dbt command of one flow run shares: project, rendered profile and target."""
-
-    project: DbtProject
-    profiles_dir: Path
-    target: str
-    limits: TimeLimits = field(default_factory=TimeLimits)
-
-    def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
-        """The full argument list for `dbt <command>` in this run.
-
-        `target_path` defaults to `target/<target>`; None leaves it out. A command that refuses the
-        flag (`dbt deps` and `dbt debug` write no artifacts) never gets it: dbt's own command line
-        says which, so a dbt upgrade that changes its flags cannot break a step.
-        """
-        if target_path == "":
-            target_path = f"target/{self.target}"
-        if "--target-path" not in _options_of(tuple(command)):
-            target_path = None
-        return [
-            *command,
-            "--project-dir", str(self.project.path),
-            "--profiles-dir", str(self.profiles_dir),
-            "--profile", self.project.profile,
-            "--target", self.target,
-            # dbt's lines reach the console through Prefect's logger; dbt's own stdout would double them.
-            "--log-level", "none",
-            # ...but its debug log file stays, as with the dbt CLI: error messages point at it.
-            "--log-level-file", "debug",
-            "--no-use-colors",
-            # No network calls a run does not need: offline they only add a timeout.
-            "--no-send-anonymous-usage-stats",
-            # One folder of artifacts per target: dev and prod runs never overwrite each other.
-            *(("--target-path", target_path) if target_path else ()),
-        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,17 +57,6 @@ class DbtStep:
     name: str
     command: tuple[str, ...]
     runs_nodes: bool = True
-
-
-@functools.cache
-def _options_of(command: tuple[str, ...]) -> frozenset[str]:
-    """The flags `dbt <command>` takes, read from dbt's own click command (e.g. `deps`, `docs generate`)."""
-    node: click.Command = dbt_cli
-    for word in command:
-        if not isinstance(node, click.Group) or word not in node.commands:
-            break
-        node = node.commands[word]
-    return frozenset(option for parameter in node.params for option in parameter.opts)
 
 
 def plan_steps(
@@ -153,28 +76,48 @@ def plan_steps(
     return steps
 
 
+def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple[str, ...]:
+    """The dbt command of a step's `attempt` (1 for the first): the step's own, or `retry` after failed nodes.
+
+    The decision reads what the failed attempt left, never memory of it: the first attempt removes the
+    run_results.json of the commands before it (the flow keeps a copy of each step's), so a file found
+    by a later attempt is the failed attempt's own. dbt's `retry` reruns the nodes it lists as failed
+    or skipped; when it lists none (dbt failed before running nodes: a lost connection, a held lock),
+    the whole step runs again.
+    """
+    if attempt <= 1:
+        run_results.unlink(missing_ok=True)
+        return step.command
+    if step.runs_nodes and _failed_nodes_in(run_results):
+        return ("retry",)
+    return step.command
+
+
+def _failed_nodes_in(run_results: Path) -> bool:
+    """Whether the run_results.json at `run_results` lists a failed node (False when there is none)."""
+    try:
+        document = json.loads(run_results.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return any(outcome_of(str(node.get("status"))) is NodeOutcome.FAILED for node in document.get("results", []))
+
+
 def retry_only_transient_failures(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Let the task's retry policy act only on failures that another attempt could fix."""
     return isinstance(state.result(raise_on_failure=False), TransientDbtRunError)
-
-
-# The failed attempt of each step task run, kept until the next attempt of the same task run (in
-# this process: Prefect runs the retries of a task run in place, one after the other).
-_failed_attempts: dict[UUID, DbtCommandResult] = {}
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_only_transient_failures)
 def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     """Run one dbt step; raise if it failed, naming the failed nodes and their errors.
 
-    A retry reruns only what did not succeed (`dbt retry`, from the failed attempt's
-    run_results.json) when that attempt got as far as running nodes; otherwise the whole step.
+    A retry reruns only what did not succeed (`dbt retry`) when the failed attempt got as far as
+    running nodes; otherwise the whole step (see `command_for_attempt`).
     """
     logger = get_run_logger()
     task_run = TaskRunContext.get().task_run  # type: ignore[union-attr]
-    previous = _failed_attempts.pop(task_run.id, None)
-    command = ("retry",) if previous is not None and previous.failed_nodes else step.command
-    if previous is not None:
+    command = command_for_attempt(step, invocation.target_path / "run_results.json", task_run.run_count)
+    if task_run.run_count > 1:
         logger.info(
             "Attempt %d: %s",
             task_run.run_count,
@@ -201,7 +144,6 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         reporter.reconcile(result.nodes)
     if result.success:
         return result
-    _failed_attempts[task_run.id] = result
     if result.stopped_at_time_limit:
         raise DbtRunError(
             f"{result.describe_failure()}\nThe limit reached: {limit} s (in the environments file, or "

@@ -29,25 +29,20 @@ from prefect.events.worker import EventsWorker
 from prefect.utilities.engine import emit_task_run_state_change_event
 
 from dbt_pipeline.dbt_invocation import NodeResult
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 
-# dbt status -> the Prefect state a node's task run ends in. A skipped node did not run, so it is
+# A node's outcome -> the Prefect state its task run ends in. A skipped node did not run, so it is
 # not Completed; Prefect has no "skipped" type and Cancelled is the one that reads as "not run".
 _FINAL_STATE_TYPES = {
-    "success": StateType.COMPLETED,
-    "pass": StateType.COMPLETED,
-    "warn": StateType.COMPLETED,
-    "no-op": StateType.COMPLETED,
-    "partial success": StateType.COMPLETED,
-    "error": StateType.FAILED,
-    "fail": StateType.FAILED,
-    "runtime error": StateType.FAILED,
-    "skipped": StateType.CANCELLED,
+    NodeOutcome.PASSED: StateType.COMPLETED,
+    NodeOutcome.FAILED: StateType.FAILED,
+    NodeOutcome.SKIPPED: StateType.CANCELLED,
 }
 
 
 def final_state_type(status: str) -> StateType:
     """The Prefect state type of a node that ended with dbt status `status`."""
-    return _FINAL_STATE_TYPES.get(status, StateType.FAILED)
+    return _FINAL_STATE_TYPES[outcome_of(status)]
 
 
 @dataclass
@@ -116,7 +111,7 @@ class NodeRunReporter:
             message = result.message + (f"; rows affected: {int(rows.number_value)}" if rows is not None else "")
             self._finish(event.data.node_info, result.status, message)
         elif name == "SkippingDetails":
-            self._finish(event.data.node_info, "skipped", None)
+            self._finish(event.data.node_info, NodeStatus.Skipped, None)
 
     @property
     def task_runs(self) -> dict[str, TaskRun]:
@@ -133,7 +128,7 @@ class NodeRunReporter:
                 self._end(run, result.status, _state_message(result))
         for unique_id, run in self._runs.items():
             if run.final_status is None:  # started, but dbt reported no result: it did not finish
-                self._end(run, "error", f"{unique_id}: dbt reported no result for this node")
+                self._end(run, NodeStatus.Error, f"{unique_id}: dbt reported no result for this node")
         EventsWorker.instance().wait_until_empty()
 
     def _start(self, node_info: Any) -> None:

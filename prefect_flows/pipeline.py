@@ -24,18 +24,18 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
+from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import check_database_folder, load_environments
+from dbt_pipeline.environments import AnyEnvironment, load_environments
 from dbt_pipeline.errors import PipelineError
-from dbt_pipeline.interrupts import stop_this_process
+from dbt_pipeline.interrupts import TimeLimits, stop_this_process
 from dbt_pipeline.prefect_api import require_api
-from dbt_pipeline.profiles import ensure_database_dir, private_profiles_dir, profile_outputs, profiles_document
-from dbt_pipeline.run_secrets import exported, run_secrets
+from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
-from prefect_flows.dbt_tasks import DbtInvocation, TimeLimits, plan_steps, run_dbt_step
+from prefect_flows.dbt_tasks import plan_steps, run_dbt_step
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -48,6 +48,7 @@ class RunPlan:
     """Everything a run needs, checked before any dbt step starts."""
 
     target: str
+    environment: AnyEnvironment
     project: DbtProject
     profile: dict[str, Any] = field(repr=False)  # the data of the dbt-cli-profile-{target} block
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
@@ -59,9 +60,10 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
     """Check the target and the selection, load the profile block and find the project, or raise a clear error."""
     check_selection("--select", select)
     check_selection("--exclude", exclude)
-    environment = load_environments().get(target)
+    environments = load_environments()
+    environment = environments.get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
-    check_database_folder(environment, database=profile_outputs(profile["target_configs"]).get("path"))
+    environment.check_before_run(profile_outputs(profile["target_configs"]), source=environments.source)
     if project_dir:
         project = DbtProject.load(
             Path(project_dir), fix="Point --project-dir at the folder that holds dbt_project.yml."
@@ -70,9 +72,10 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
         project = DbtProject.load(environment.dbt_project_dir)
     return RunPlan(
         target=target,
+        environment=environment,
         project=project,
         profile=profile,
-        secrets=run_secrets(environment),
+        secrets=environment.run_secrets(),
         run_timeout_seconds=environment.run_timeout_seconds,
         step_timeout_seconds=environment.step_timeout_seconds,
     )
@@ -115,7 +118,7 @@ def dbt_full_pipeline(
     logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
 
     outputs = profile_outputs(plan.profile["target_configs"])
-    ensure_database_dir(outputs)
+    plan.environment.prepare_run(outputs)
     run_name = flow_run.get_name() or "local"
     artifacts = run_directory(plan.project.path, target, run_name)
     reports: list[StepReport] = []

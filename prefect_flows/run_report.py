@@ -23,11 +23,12 @@ from prefect.settings import PREFECT_UI_URL
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.run_summary import RunSummary
 
 # Colours of the timeline bars, by dbt status.
-_STATUS_COLOURS = {"success": "#2e9e5b", "pass": "#2e9e5b", "warn": "#d9a400", "skipped": "#9aa0a6"}
-_FAILED_COLOUR = "#d93025"
+_OUTCOME_COLOURS = {NodeOutcome.PASSED: "#2e9e5b", NodeOutcome.FAILED: "#d93025", NodeOutcome.SKIPPED: "#9aa0a6"}
+_WARNING_COLOUR = "#d9a400"
 _LANE_HEIGHT, _BAR_HEIGHT, _LABEL_WIDTH, _CHART_WIDTH = 22, 16, 150, 900
 
 
@@ -164,7 +165,7 @@ def render_timeline(steps: Sequence[StepReport]) -> str:
         x = _LABEL_WIDTH + (node.started_at - start).total_seconds() * scale
         width = max((node.completed_at - node.started_at).total_seconds() * scale, 1.0)
         y = 30 + lanes.index(lane_of[node.unique_id]) * _LANE_HEIGHT
-        colour = _FAILED_COLOUR if node.failed else _STATUS_COLOURS.get(node.status, "#1a73e8")
+        colour = _WARNING_COLOUR if node.status == NodeStatus.Warn else _OUTCOME_COLOURS[outcome_of(node.status)]
         tooltip = f"{node.unique_id} ({node.status}) {node.execution_time:.2f} s"
         parts.append(
             f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_BAR_HEIGHT}" fill="{colour}">'

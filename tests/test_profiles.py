@@ -1,21 +1,20 @@
-"""Rendering dbt profiles from environments and blocks, per adapter, and the private profiles dir."""
+"""The profiles.yml document, the private profiles dir of a run, and the key kept out of reprs.
+
+Each adapter's own profile (its outputs) is tested with the adapter, in tests/adapters/.
+"""
 
 from __future__ import annotations
 
 import json
-import stat
-from pathlib import Path
+import os
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect_gcp import GcpCredentials
 
-from dbt_pipeline.environments import BigQueryEnvironment, DuckDBEnvironment
-from dbt_pipeline.profile_blocks import configs_data, target_configs_for
-from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
+from dbt_pipeline.profiles import exported, profiles_document
 
 
 @pytest.fixture(scope="module")
@@ -36,74 +35,28 @@ def service_account_key() -> dict[str, Any]:
     }
 
 
-def bigquery_environment(**overrides: Any) -> BigQueryEnvironment:
-    settings = {
-        "name": "prod",
-        "adapter": "bigquery",
-        "dataset": "analytics_prod",
-        "dbt_project_dir": "/p",
-        "threads": 4,
-    }
-    return BigQueryEnvironment.model_validate({**settings, **overrides})
-
-
-def test_duckdb_outputs() -> None:
-    """A DuckDB environment renders type, path, schema and threads."""
-    environment = DuckDBEnvironment.model_validate(
-        {"name": "dev", "adapter": "duckdb", "path": "/data/dev.duckdb", "dbt_project_dir": "/p", "threads": 1}
-    )
-    outputs = profile_outputs(configs_data(target_configs_for(environment)))
-    assert outputs == {"type": "duckdb", "path": "/data/dev.duckdb", "schema": "main", "threads": 1}
-
-
-def test_bigquery_outputs_from_block_carry_settings_and_key(service_account_key: dict[str, Any]) -> None:
-    """The run-time profile of a BigQuery block carries dataset, location, limits and the key's content."""
-    credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
-    configs = target_configs_for(
-        bigquery_environment(location="EU", maximum_bytes_billed=1000), project="my-project", credentials=credentials
-    )
-    outputs = profile_outputs(configs_data(configs))
-    assert outputs["method"] == "service-account-json"
-    assert outputs["keyfile_json"]["private_key"] == service_account_key["private_key"]
-    keys = ("type", "project", "dataset", "location", "threads", "maximum_bytes_billed")
-    assert {key: outputs[key] for key in keys} == {
-        "type": "bigquery", "project": "my-project", "dataset": "analytics_prod", "location": "EU", "threads": 4,
-        "maximum_bytes_billed": 1000,
-    }  # fmt: skip
-
-
-def test_local_bigquery_outputs_name_the_key_file(service_account_key: dict[str, Any], tmp_path: Path) -> None:
-    """For the local profiles.yml the key is referenced by path: its content is not in the output."""
-    credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
-    configs = target_configs_for(bigquery_environment(), project="my-project", credentials=credentials)
-    outputs = profile_outputs(configs_data(configs), keyfile=tmp_path / "key.json")
-    assert outputs["method"] == "service-account"
-    assert outputs["keyfile"] == str(tmp_path / "key.json")
-    assert service_account_key["private_key"] not in yaml.safe_dump(outputs)
-
-
 def test_profile_uses_the_projects_profile_name() -> None:
     """The document is keyed by the profile the dbt project asks for, with the target as default."""
     document = profiles_document("jaffle", "dev", {"type": "duckdb"})
     assert document == {"jaffle": {"target": "dev", "outputs": {"dev": {"type": "duckdb"}}}}
 
 
-def test_private_profiles_dir_is_owner_only_and_removed() -> None:
-    """The rendered profile lives in a 0700 dir as a 0600 file, and is gone after the block, even on error."""
-    seen: list[tuple[Path, int, int, object]] = []
+def test_exported_secrets_last_for_the_block_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's secrets are in the environment while dbt runs, then gone (or as they were), even if dbt crashes."""
+    monkeypatch.setenv("DBT_ENV_SECRET_KEPT", "before")
+    monkeypatch.delenv("DBT_ENV_SECRET_ADDED", raising=False)
+    seen: list[tuple[str, str]] = []
 
     def crash_inside() -> None:
-        with private_profiles_dir({"p": {"target": "dev"}}) as directory:
-            profiles = directory / "profiles.yml"
-            modes = stat.S_IMODE(directory.stat().st_mode), stat.S_IMODE(profiles.stat().st_mode)
-            seen.append((directory, *modes, yaml.safe_load(profiles.read_text())))
+        with exported({"DBT_ENV_SECRET_KEPT": "during", "DBT_ENV_SECRET_ADDED": "new"}):
+            seen.append((os.environ["DBT_ENV_SECRET_KEPT"], os.environ["DBT_ENV_SECRET_ADDED"]))
             raise RuntimeError("dbt crashed")
 
     with pytest.raises(RuntimeError):
         crash_inside()
-    ((directory, directory_mode, file_mode, document),) = seen
-    assert (directory_mode, file_mode, document) == (0o700, 0o600, {"p": {"target": "dev"}})
-    assert not directory.exists()
+    assert seen == [("during", "new")]
+    assert os.environ["DBT_ENV_SECRET_KEPT"] == "before"
+    assert "DBT_ENV_SECRET_ADDED" not in os.environ
 
 
 def test_key_content_never_in_repr(service_account_key: dict[str, Any]) -> None:

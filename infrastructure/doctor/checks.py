@@ -14,39 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from dbt.exceptions import UninstalledPackagesFoundError
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 
-from dbt_pipeline.blocks import SETUP_COMMAND
+from dbt_pipeline.blocks import SETUP_COMMAND, load_notification_block, load_profile_data
+from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import (
-    AnyEnvironment,
-    Environments,
-    PostgresEnvironment,
-    check_database_folder,
-    load_environments,
-    target_concurrency_limit,
-)
-from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.environments import AnyEnvironment, Environments, load_environments, target_concurrency_limit
+from dbt_pipeline.errors import BlockNotFoundError, CheckFailedError, PipelineError
 from dbt_pipeline.prefect_api import require_api, unreachable
-from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, configs_data, load_dbt_cli_profile
-from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
-from dbt_pipeline.run_secrets import exported, run_secrets
+from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS, read_holder, why_holder_is_gone
-from prefect_flows.alerts import load_notification_block
-from prefect_flows.dbt_tasks import DbtInvocation
-
-
-class CheckFailedError(Exception):
-    """A check's failure: its message says what is wrong, `fix` what to do."""
-
-    def __init__(self, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
 
 
 @dataclass
@@ -62,7 +45,7 @@ class Doctor:
     environments: Environments | None = None
     environment: AnyEnvironment | None = None
     api: str | None = None
-    profile: DbtCliProfile | None = None
+    profile: dict[str, Any] | None = field(default=None, repr=False)  # the target configs of the profile block
     project: DbtProject | None = None
     credentials: dict[str, str] | None = field(default=None, repr=False)  # variables the profile reads (env_var)
 
@@ -107,41 +90,28 @@ class Doctor:
 
     def _profile_block(self) -> str:
         assert self.environment is not None
-        self.profile = load_dbt_cli_profile(self.environment.profile_block_name, target=self.target)
-        adapter = self.profile.target_configs.type
+        profile = load_profile_data(self.environment.profile_block_name, target=self.target)
+        adapter = profile["target_configs"]["type"]
         if adapter != self.environment.adapter:
             fix = f"{SETUP_COMMAND} --target {self.target}"
             raise CheckFailedError(
                 f"the block is for {adapter}, the environments file says {self.environment.adapter}", fix
             )
+        self.profile = dict(profile["target_configs"])
         return str(self.environment.profile_block_name)
 
     def _credentials(self) -> str:
+        """The adapter's own check of its credentials, and what a run would trip on (e.g. a DuckDB folder)."""
         assert self.environment is not None
         assert self.profile is not None
-        configs = self.profile.target_configs
-        if isinstance(self.environment, PostgresEnvironment):
-            return self._postgres_password(self.environment)
-        self.credentials = {}  # the other adapters' profiles read no variable
-        if isinstance(configs, BigQueryTargetConfigs):
-            return _bigquery_credentials(configs)
-        return self._duckdb_file(Path(profile_outputs(configs_data(configs))["path"]))
+        self.environment.check_before_run(self._outputs(), source=self.environments_file)
+        described = self.environment.check_credentials(self.profile)
+        self.credentials = self.environment.run_secrets()  # the variables the profile reads (env_var)
+        return described
 
-    def _postgres_password(self, environment: PostgresEnvironment) -> str:
-        self.credentials = run_secrets(environment)  # raises, with the fix, when there is no password
-        source = (
-            f"Secret block {environment.password_secret_block!r}"
-            if environment.password_secret_block
-            else f"${environment.password_env_var}"
-        )
-        server = f"{environment.user}@{environment.host}:{environment.port}/{environment.database}"
-        return f"{server}, password from {source}"
-
-    def _duckdb_file(self, database: Path) -> str:
-        """The run creates the file and its folders: say now if it cannot (a file on the way, no permission)."""
-        assert self.environment is not None
-        check_database_folder(self.environment, source=self.environments_file, database=database)
-        return f"DuckDB file {database} (no credentials needed)"
+    def _outputs(self) -> dict[str, Any]:
+        assert self.profile is not None
+        return profile_outputs(self.profile)
 
     def _dbt_project(self) -> str:
         assert self.environment is not None
@@ -149,11 +119,9 @@ class Doctor:
         return f"{self.project.name} at {self.project.path} (profile {self.project.profile})"
 
     def _dbt(self, command: list[str], verb: str, *, timeout_seconds: float | None = None) -> str:
-        assert self.profile is not None
         assert self.project is not None
         project = self.project
-        outputs = profile_outputs(configs_data(self.profile.target_configs))
-        document = profiles_document(project.profile, self.target, outputs)
+        document = profiles_document(project.profile, self.target, self._outputs())
         # A warehouse that does not answer is given `timeout_seconds`: dbt is then interrupted, its
         # connection attempt given up, and the rendered profile (and its key) removed all the same.
         with (
@@ -188,11 +156,10 @@ class Doctor:
         return f"`{result.command}` {verb}"
 
     def _warehouse(self) -> str:
-        assert self.profile is not None
-        outputs = profile_outputs(configs_data(self.profile.target_configs))
-        if outputs["type"] == "duckdb" and not Path(outputs["path"]).exists():
-            # Connecting would create the file: the doctor changes nothing, the first run creates it.
-            return f"DuckDB file {outputs['path']} does not exist yet: the first run creates it"
+        assert self.environment is not None
+        skipped = self.environment.connection_check_skipped(self._outputs())
+        if skipped is not None:  # connecting would change something: the doctor changes nothing
+            return skipped
         return self._dbt(["debug", "--connection"], "answers", timeout_seconds=self.timeout_seconds)
 
     def _concurrency_limit(self) -> str:
@@ -231,27 +198,12 @@ class Doctor:
         if name is None:
             return "none configured (failures are not alerted): set notification_block to enable alerts"
         try:
-            block = load_notification_block(name)
-        except PipelineError:
-            raise
-        except Exception as error:  # a missing block, an unreachable API: say which
+            block = load_notification_block(name, target=self.target)
+        except BlockNotFoundError:
             raise CheckFailedError(
-                f"{name}: {error}", f"SLACK_WEBHOOK_URL=... {SETUP_COMMAND} --target {self.target}"
+                f"{name} not found on this Prefect API", f"SLACK_WEBHOOK_URL=... {SETUP_COMMAND} --target {self.target}"
             ) from None
         return f"{name} ({type(block).__name__})"
-
-
-def _bigquery_credentials(configs: BigQueryTargetConfigs) -> str:
-    credentials = configs.credentials
-    try:
-        google_credentials = credentials.get_credentials_from_service_account()
-    except Exception as error:
-        raise CheckFailedError(
-            f"unusable GCP credentials ({type(error).__name__})",
-            "set GOOGLE_APPLICATION_CREDENTIALS and rerun the setup",
-        ) from None
-    email = getattr(google_credentials, "service_account_email", "application default credentials")
-    return f"{email} on project {configs.project or credentials.project}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,32 +18,15 @@ from enum import StrEnum
 from typing import Any
 
 from prefect.blocks.core import Block
-from prefect_gcp import GcpCredentials
-from prefect_slack import SlackWebhook
 
 from dbt_pipeline.blocks import load_block
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.environments import (
-    GCP_PROJECT_PATTERN,
-    PATTERN_RULES,
-    URL_PATTERN,
-    AnyEnvironment,
-    BigQueryEnvironment,
-    Environments,
-    GcpSettings,
-    check_database_folder,
-)
-from dbt_pipeline.errors import BlockNotFoundError, ConfigError
-from dbt_pipeline.profile_blocks import (
-    AnyTargetConfigs,
-    BigQueryTargetConfigs,
-    DbtCliProfile,
-    load_dbt_cli_profile,
-    target_configs_for,
-)
-from infrastructure.setup_profiles.credentials import ADC_WARNING, gcp_credentials, service_account_key_path
+from dbt_pipeline.environments import AnyEnvironment, Environments
+from dbt_pipeline.errors import BlockNotFoundError, ConfigError, TargetSkipped
+from dbt_pipeline.profile_blocks import AnyTargetConfigs, DbtCliProfile, configs_data, load_dbt_cli_profile
+from dbt_pipeline.profiles import profile_outputs
+from dbt_pipeline.settings import URL_PATTERN
 
-GCP_PROJECT_VARIABLE = "GOOGLE_CLOUD_PROJECT"
 SLACK_WEBHOOK_VARIABLE = "SLACK_WEBHOOK_URL"
 
 
@@ -79,6 +62,9 @@ class BlockPlan:
         An unchanged block is referenced as it is stored, so that a parent block built on it
         compares equal to the stored parent and is left untouched too.
         """
+        planned = next((change for change in self.changes if change.name == name), None)
+        if planned is not None and planned.block is not None:  # shared by several targets: planned once
+            return planned.block
         existing = find_block(type(desired), name)
         if existing is not None and _content(existing) == _content(desired):
             self.changes.append(BlockChange(name, Action.UNCHANGED, existing))
@@ -115,46 +101,29 @@ class ResolvedTarget:
 def resolve_targets(environments: Environments, targets: list[str]) -> list[ResolvedTarget]:
     """Validate `targets` and build their target configs; raises before anything is written."""
     resolved = []
-    credentials: GcpCredentials | None = None
     for name in targets:
         environment = environments.get(name)
         fix = f"Fix environments.{name}.dbt_project_dir (or defaults.dbt_project_dir) in {environments.source}."
         project = DbtProject.load(environment.dbt_project_dir, fix=fix)
-        check_database_folder(environment, source=environments.source)
-        if not isinstance(environment, BigQueryEnvironment):
-            resolved.append(ResolvedTarget(environment, project, target_configs_for(environment)))
+        try:
+            configs = environment.target_configs(environments)
+        except TargetSkipped as skipped:
+            resolved.append(ResolvedTarget(environment, project, None, str(skipped)))
             continue
-        gcp_project = environment.project or environments.gcp.project or _gcp_project_from_environment()
-        if not gcp_project:
-            resolved.append(ResolvedTarget(environment, project, None, _no_gcp_project_reason(environment)))
-            continue
-        credentials = credentials or gcp_credentials(environments.gcp, gcp_project)
-        configs = target_configs_for(environment, project=gcp_project, credentials=credentials)
+        environment.check_before_run(profile_outputs(configs_data(configs)), source=environments.source)
         resolved.append(ResolvedTarget(environment, project, configs))
     return resolved
 
 
-def plan_blocks(resolved: list[ResolvedTarget], gcp: GcpSettings) -> BlockPlan:
+def plan_blocks(resolved: list[ResolvedTarget], environments: Environments) -> BlockPlan:
     """The blocks of the resolved targets, compared with those the Prefect API holds."""
     plan = BlockPlan()
-    credentials_ref: Block | None = None
     for target in resolved:
         environment, configs = target.environment, target.configs
-        if isinstance(environment, BigQueryEnvironment):
-            names = [
-                gcp.credentials_block,
-                f"bigquery-target-configs-{environment.name}",
-                environment.profile_block_name,
-            ]
-            if not isinstance(configs, BigQueryTargetConfigs):
-                plan.skip(names, target.skip_reason)
-                continue
-            if credentials_ref is None:
-                if service_account_key_path(gcp) is None:
-                    plan.notes.append(ADC_WARNING)
-                credentials_ref = plan.want(names[0], configs.credentials)
-            # Reference the stored credentials block rather than embedding a copy of the key.
-            configs = plan.want(names[1], configs.model_copy(update={"credentials": credentials_ref}))
+        if configs is None:
+            plan.skip(environment.block_names(environments), target.skip_reason)
+            continue
+        configs = environment.plan_blocks(configs, plan, environments)
         profile = DbtCliProfile(name=target.project.profile, target=environment.name, target_configs=configs)
         plan.want(environment.profile_block_name, profile)
     _plan_slack_webhooks(plan, [target.environment for target in resolved])
@@ -169,6 +138,10 @@ def _plan_slack_webhooks(plan: BlockPlan, environments: list[AnyEnvironment]) ->
         msg = f"${SLACK_WEBHOOK_VARIABLE} is not a URL: it must start with https:// (or http:// for a local receiver)."
         raise ConfigError(msg)
     names = {env.notification_block.removeprefix("slack-webhook/") for env in environments if env.notification_block}
+    if not names:
+        return
+    from prefect_slack import SlackWebhook  # only where a webhook is named: its import costs seconds
+
     for name in sorted(names):
         if "/" in name:  # another block type: the user creates it (UI or `prefect block create`)
             continue
@@ -178,22 +151,6 @@ def _plan_slack_webhooks(plan: BlockPlan, environments: list[AnyEnvironment]) ->
             plan.skip(
                 [name], f"set ${SLACK_WEBHOOK_VARIABLE} to create this Slack webhook block (alerts are off until then)"
             )
-
-
-def _gcp_project_from_environment() -> str | None:
-    """$GOOGLE_CLOUD_PROJECT, checked like a project id written in the environments file."""
-    project = os.environ.get(GCP_PROJECT_VARIABLE)
-    if project and not re.fullmatch(GCP_PROJECT_PATTERN, project):
-        msg = f"${GCP_PROJECT_VARIABLE} is {project!r}, which is not {PATTERN_RULES[GCP_PROJECT_PATTERN]}."
-        raise ConfigError(msg)
-    return project or None
-
-
-def _no_gcp_project_reason(environment: BigQueryEnvironment) -> str:
-    return (
-        f"no GCP project for the bigquery environment {environment.name!r}: set gcp.project "
-        f"(or environments.{environment.name}.project) in the environments file, or ${GCP_PROJECT_VARIABLE}"
-    )
 
 
 def find_block(block_class: type[Block], name: str) -> Block | None:

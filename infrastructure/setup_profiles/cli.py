@@ -17,7 +17,6 @@ from dbt_pipeline.errors import ConfigError, PipelineError
 from dbt_pipeline.prefect_api import require_api
 from infrastructure.setup_profiles.blocks import Action, BlockPlan, ResolvedTarget, plan_blocks, resolve_targets
 from infrastructure.setup_profiles.concurrency_limits import LimitChange, apply_limits, plan_limits
-from infrastructure.setup_profiles.credentials import service_account_key_path
 from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
 
 _DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.UNCHANGED: "unchanged", Action.SKIP: "skipped"}
@@ -58,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             _refuse_skipped(resolved)
         if not args.profiles_only:
             require_api()
-        blocks = None if args.profiles_only else plan_blocks(resolved, environments.gcp)
+        blocks = None if args.profiles_only else plan_blocks(resolved, environments)
         limits = [] if args.profiles_only else plan_limits(targets)
-        keyfile = service_account_key_path(environments.gcp)
+        keyfile = environments.gcp.key_path()
         profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=keyfile)
         if not args.dry_run:
             if blocks is not None:

@@ -1,0 +1,117 @@
+"""The dbt steps, without running dbt: which steps a run plans, their command lines, and what a retry reruns.
+
+The end-to-end proofs (a held lock retried with `dbt retry`, packages installed by the deps step)
+are in test_retries.py and test_packages.py; these pin the decisions themselves, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dbt_pipeline.dbt_arguments import DbtInvocation
+from dbt_pipeline.dbt_project import DbtProject
+from prefect_flows.dbt_tasks import DbtStep, command_for_attempt, plan_steps
+
+RUN = DbtStep("run", ("run", "--select", "orders"))
+
+
+def project(tmp_path: Path, *, packages: bool = False) -> DbtProject:
+    (tmp_path / "dbt_project.yml").write_text("name: shop\nprofile: shop\nversion: '1.0'\n")
+    if packages:
+        (tmp_path / "packages.yml").write_text("packages: []\n")
+    return DbtProject.load(tmp_path)
+
+
+def run_results(path: Path, *statuses: str) -> Path:
+    """A run_results.json as dbt writes it, reduced to what the retry decision reads."""
+    path.write_text(
+        json.dumps({"results": [{"unique_id": f"model.shop.m{i}", "status": s} for i, s in enumerate(statuses)]})
+    )
+    return path
+
+
+def test_steps_follow_the_seed_and_deps_only_with_packages(tmp_path: Path) -> None:
+    """seed, snapshot, run, test, docs generate; deps first only when the project declares packages."""
+    names = [step.name for step in plan_steps(project(tmp_path))]
+    assert names == ["seed", "snapshot", "run", "test", "docs-generate"]
+    (tmp_path / "with-packages").mkdir()
+    with_packages = plan_steps(project(tmp_path / "with-packages", packages=True))
+    assert [step.name for step in with_packages][:2] == ["deps", "seed"]
+    assert not with_packages[0].runs_nodes
+    assert not with_packages[-1].runs_nodes
+
+
+def test_selection_and_full_refresh_reach_the_steps_that_take_them(tmp_path: Path) -> None:
+    """--select/--exclude go to every node step; --full-refresh only to seed and run; docs build the whole graph."""
+    steps = {
+        step.name: step.command
+        for step in plan_steps(project(tmp_path), select="orders+", exclude="tag:slow", full_refresh=True)
+    }
+    selection = ("--select", "orders+", "--exclude", "tag:slow")
+    assert steps["seed"] == ("seed", *selection, "--full-refresh")
+    assert steps["run"] == ("run", *selection, "--full-refresh")
+    assert steps["snapshot"] == ("snapshot", *selection)
+    assert steps["test"] == ("test", *selection)
+    assert steps["docs-generate"] == ("docs", "generate")
+
+
+def test_first_attempt_runs_the_step_and_forgets_earlier_results(tmp_path: Path) -> None:
+    """The run_results.json of the command before is not this step's: the first attempt removes it."""
+    earlier = run_results(tmp_path / "run_results.json", "error")
+    assert command_for_attempt(RUN, earlier, attempt=1) == RUN.command
+    assert not earlier.exists()
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (("success", "error", "skipped"), ("retry",)),
+        (("pass", "fail"), ("retry",)),
+        (("success", "partial success"), ("retry",)),  # dbt fails the command on it: rerun it
+        (("success", "success"), RUN.command),  # nothing failed: the step itself failed to run
+        ((), RUN.command),
+    ],
+    ids=["error", "test-failure", "partial-success", "no-failed-node", "no-node"],
+)
+def test_a_retry_reruns_only_failed_nodes_when_the_failed_attempt_ran_nodes(
+    tmp_path: Path, statuses: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    """`dbt retry` when the failed attempt left failed nodes; else the whole step again."""
+    assert command_for_attempt(RUN, run_results(tmp_path / "run_results.json", *statuses), attempt=2) == expected
+
+
+def test_a_retry_after_dbt_could_not_run_reruns_the_whole_step(tmp_path: Path) -> None:
+    """No run_results.json (dbt stopped before running nodes), or a damaged one: the whole step again."""
+    assert command_for_attempt(RUN, tmp_path / "run_results.json", attempt=2) == RUN.command
+    (tmp_path / "run_results.json").write_text("{not json")
+    assert command_for_attempt(RUN, tmp_path / "run_results.json", attempt=3) == RUN.command
+
+
+def test_a_step_without_nodes_is_never_retried_with_dbt_retry(tmp_path: Path) -> None:
+    """deps and docs generate run again whole: dbt retry has nothing of theirs to rerun."""
+    deps = DbtStep("deps", ("deps",), runs_nodes=False)
+    assert command_for_attempt(deps, run_results(tmp_path / "run_results.json", "error"), attempt=2) == ("deps",)
+
+
+def test_arguments_name_project_profile_target_and_the_target_s_own_artifacts(tmp_path: Path) -> None:
+    """Every command runs on the run's private profile and target, writing into target/<target>."""
+    invocation = DbtInvocation(project(tmp_path), tmp_path / "profiles", "prod")
+    args = invocation.args(["run", "--select", "orders"])
+    assert args[:3] == ["run", "--select", "orders"]
+    pairs = dict(zip(args[3::2], args[4::2], strict=False))
+    assert pairs["--project-dir"] == str(tmp_path.resolve())
+    assert pairs["--profiles-dir"] == str(tmp_path / "profiles")
+    assert pairs["--profile"] == "shop"
+    assert pairs["--target"] == "prod"
+    assert pairs["--target-path"] == str(tmp_path.resolve() / "target" / "prod")
+
+
+def test_commands_that_refuse_target_path_never_get_it(tmp_path: Path) -> None:
+    """dbt deps and dbt debug take no --target-path (dbt's own command line says so): never passed."""
+    invocation = DbtInvocation(project(tmp_path), tmp_path / "profiles", "dev")
+    assert "--target-path" not in invocation.args(["deps"])
+    assert "--target-path" not in invocation.args(["debug", "--connection"])
+    assert "--target-path" in invocation.args(["docs", "generate"])
