@@ -286,15 +286,13 @@ def test_emulator_workarounds_never_reach_production() -> None:
             if found := [line for line in lines if pattern.search(line)]:
                 mentions[str(path.relative_to(REPO))] = found
     assert mentions == {
-        # The environment's optional setting, documented as unset in production...
-        "dbt_pipeline/environments.py": [
+        # The BigQuery environment's optional setting, documented as unset in production, and its
+        # rendering into the target configs, only when it is set.
+        "dbt_pipeline/adapters/bigquery.py": [
             "api_endpoint: str | None = Field(",
             'description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",',
-        ],
-        # ...and its rendering into the target configs, only when it is set.
-        "dbt_pipeline/profile_blocks.py": [
-            "if environment.api_endpoint is not None:",
-            'extras["api_endpoint"] = environment.api_endpoint',
+            "if self.api_endpoint is not None:",
+            'extras["api_endpoint"] = self.api_endpoint',
         ],
     }
 
