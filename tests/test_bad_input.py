@@ -1,26 +1,41 @@
 """Bad input, typed as a user types it: a non-zero exit, one message naming what is wrong, where and
 how to fix it, no traceback, and nothing half-done (no profiles.yml, no block, no concurrency limit,
-no flow run for a mistake the pipeline's preflight can see)."""
+no flow run for a mistake the pipeline's preflight can see).
+
+Each command runs in this process through its `main(argv)`, as its entry point calls it (exit code,
+stdout and stderr captured), against the session's real Prefect server: a process per case would
+spend its seconds importing Prefect and dbt to print one line. The cases marked `process=True` run
+the real commands as processes, so that each entry point (its imports, its exit code, what it prints
+and what it does not) stays proven. What each mistake in the environments file says (its key, its
+value, the rule, the line) is checked where the file is read: tests/test_environments.py.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
+from types import FrameType
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.selection import check_selection
-from tests.conftest import Workspace, copy_example_project, make_workspace
+from tests.conftest import Workspace, copy_example_project
 from tests.prefect_api import PAGE, every_page, prefect_client
 
-SETUP = ("-m", "infrastructure.setup_profiles")
 TIMEOUT = 300  # a preflight failure takes seconds; a hang must not stall the suite
 READY = "bad-input-ready"  # a DuckDB target whose blocks exist, for the pipeline's own checks
 GCP_PROJECT = "acme-data-123"
@@ -29,10 +44,113 @@ Expected = str | re.Pattern[str]
 
 # The rules a value must follow, said in words (a regular expression is not a fix a user can apply);
 # any wording will do as long as it names the allowed characters.
-NAME_RULE = re.compile(r"(?i)lowercase letters.*(digits|numbers).*(dashes|hyphens)")
-DATASET_RULE = re.compile(r"(?i)letters.*(digits|numbers).*underscores")
-PROJECT_ID_RULE = NAME_RULE
+PROJECT_ID_RULE = re.compile(r"(?i)lowercase letters.*(digits|numbers).*(dashes|hyphens)")
 URL_RULE = re.compile(r"http://.*https://|https://.*http://")  # "must start with http:// or https://"
+
+
+# --------------------------------------------------------------------------------------------------
+# The commands, run as their entry points run them.
+
+# Each command's `main(argv)` (what `sys.exit(main())` calls) and its command line as a user types it.
+MAINS = {
+    "setup": "infrastructure.setup_profiles.cli",
+    "pipeline": "prefect_flows.pipeline",
+    "doctor": "infrastructure.doctor.checks",
+}
+COMMAND_LINES = {
+    "setup": ("-m", "infrastructure.setup_profiles"),
+    "pipeline": ("prefect_flows/pipeline.py",),
+    "doctor": ("-m", "infrastructure.doctor"),
+}
+# How each command says it failed, once: the one message a refusal must consist of.
+FAILED = {"setup": "setup_profiles: ", "pipeline": "pipeline-dbt-complet failed: ", "doctor": "[FAIL]"}
+
+
+class CommandTimeoutError(Exception):
+    """A command run in this process took longer than TIMEOUT."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the main thread after `seconds` (a hang must fail its test, not stall the suite)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        msg = f"no answer within {seconds:g} s"
+        raise CommandTimeoutError(msg)
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def call_main(command: str, args: Sequence[str]) -> tuple[int, str]:
+    """Call `command`'s main(args) as its entry point does; return the exit code, and the traceback if one escaped.
+
+    What `sys.exit(main())` would turn into a process's exit: the code main returns, or the one
+    SystemExit carries (argparse exits 2), or 1 and a traceback on stderr for any other exception.
+    """
+    try:
+        with time_limit(TIMEOUT):
+            code = importlib.import_module(MAINS[command]).main(list(args))
+    except SystemExit as exit_:
+        if exit_.code is None or isinstance(exit_.code, int):
+            return exit_.code or 0, ""
+        return 1, f"{exit_.code}\n"
+    except Exception:
+        return 1, traceback.format_exc()
+    return code, ""
+
+
+@dataclass
+class Commands:
+    """The repository's commands against the session's Prefect server, with the workspace's environments file.
+
+    `run` calls a command's main(argv) in this process; with `process=True` it starts the command
+    as a user types it. `setenv` and `delenv` set the command's environment for either way.
+    """
+
+    workspace: Workspace
+    capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch
+
+    def setenv(self, name: str, value: str) -> None:
+        self.workspace.env[name] = value
+        self.monkeypatch.setenv(name, value)
+
+    def delenv(self, name: str) -> None:
+        self.workspace.env.pop(name, None)
+        self.monkeypatch.delenv(name, raising=False)
+
+    def run(self, command: str, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        if process:
+            return self.workspace.run(*COMMAND_LINES[command], *args, timeout=TIMEOUT)
+        self.capsys.readouterr()  # this command's output only
+        code, escaped = call_main(command, args)
+        stdout, stderr = self.capsys.readouterr()
+        return subprocess.CompletedProcess([command, *args], code, stdout, stderr + escaped)
+
+
+@pytest.fixture
+def commands(
+    workspace: Workspace, prefect_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Commands]:
+    """The commands, run with the workspace's environments file, against the session's Prefect server."""
+    commands = Commands(workspace, capsys, monkeypatch)
+    commands.setenv("PIPELINE_ENVIRONMENTS_FILE", str(workspace.environments_file))
+    with temporary_settings({PREFECT_API_URL: prefect_api}):  # Prefect reads its settings once, at import
+        yield commands
+
+
+def set_up_blocks(prefect_api: str, environments_file: Path) -> None:
+    """`python -m infrastructure.setup_profiles --blocks-only`, in this process, for a fixture's targets."""
+    output = StringIO()
+    with temporary_settings({PREFECT_API_URL: prefect_api}), redirect_stdout(output), redirect_stderr(output):
+        code, escaped = call_main("setup", ["--blocks-only", "--environments-file", str(environments_file)])
+    assert code == 0, output.getvalue() + escaped
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,24 +193,29 @@ class Before:
 
     def assert_refused(
         self,
+        command: str,
         result: subprocess.CompletedProcess[str],
         expected: Sequence[Expected],
         absent: Sequence[str] = (),
-        *,
-        flow_run_allowed: bool = False,
     ) -> None:
-        """Non-zero exit, no traceback, every expected piece of the message on stderr, and nothing written.
+        """Non-zero exit, no traceback, one message with every expected piece, and nothing written.
 
-        Every problem is listed at once, so that a failure says all that is wrong with the command.
+        The message is on stderr; the doctor's, a failed check, is in its checklist on stdout. Every
+        problem is listed at once, so that a failure says all that is wrong with the command.
         """
         problems = []
         output = result.stderr + result.stdout
+        message = result.stdout if command == "doctor" and result.returncode == 1 else result.stderr
         if result.returncode == 0:
             problems.append("the mistake was accepted: exit 0")
         if "Traceback" in output:
             problems.append("a traceback for a user's mistake")
+        # One message: argparse's one error after its usage line, or the command's own, once.
+        said = ": error: " if result.returncode == 2 else FAILED[command]
+        if message.count(said) != 1:
+            problems.append(f"{message.count(said)} messages starting {said!r}, not one")
         for piece in expected:
-            found = piece.search(result.stderr) if isinstance(piece, re.Pattern) else piece in result.stderr
+            found = piece.search(message) if isinstance(piece, re.Pattern) else piece in message
             if not found:
                 problems.append(
                     f"missing from the message: {piece.pattern if isinstance(piece, re.Pattern) else piece!r}"
@@ -106,7 +229,7 @@ class Before:
             problems.append(f"blocks were created: {created}")
         if created := sorted(after.limits - self.api.limits):
             problems.append(f"concurrency limits were created: {created}")
-        if not flow_run_allowed and after.flow_runs != self.api.flow_runs:
+        if after.flow_runs != self.api.flow_runs:
             problems.append("a flow run was created for a mistake the preflight can see")
         shown = f"exit {result.returncode}\n--- stderr ---\n{result.stderr[-4000:]}\n--- stdout ---\n"
         shown += result.stdout[-2000:]
@@ -117,16 +240,9 @@ def _text(path: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def setup_command(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    return workspace.run(*SETUP, *args, timeout=TIMEOUT)
-
-
-def pipeline_command(workspace: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
-    return workspace.run("prefect_flows/pipeline.py", *args, timeout=TIMEOUT)
-
-
 # --------------------------------------------------------------------------------------------------
-# The environments file
+# The environments file, as each command meets it. Each mistake's own message is checked in
+# tests/test_environments.py; here, that each command turns it into one message and an exit 1.
 
 
 @dataclass(frozen=True)
@@ -137,11 +253,11 @@ class EnvFileCase:
     """
 
     id: str
-    text: str | bytes | None
+    text: str | None
     expected: tuple[Expected, ...]
     absent: tuple[str, ...] = ()
     command: str = "setup"
-    env: tuple[tuple[str, str], ...] = ()  # environment variables of the command
+    process: bool = False  # run the real command, not its main() in this process
 
 
 HEAD = "defaults: {dbt_project_dir: PROJECT}\nenvironments:\n"
@@ -151,10 +267,6 @@ def _duckdb(extra: str = "") -> str:
     return HEAD + "  NAME: {adapter: duckdb, path: NAME.db" + extra + "}\n"
 
 
-def _bigquery(extra: str = "") -> str:
-    return HEAD + "  NAME: {adapter: bigquery, dataset: analytics" + extra + "}\n"
-
-
 def _alias_bomb() -> str:
     """Billion laughs: 9 levels of 10 aliases behind a checked field (`threads`), the anchors in its labels."""
     levels = [f"a0: &a0 [{', '.join(['lol'] * 10)}]"]
@@ -162,101 +274,15 @@ def _alias_bomb() -> str:
     return HEAD + "  NAME: {adapter: duckdb, path: x.db, labels: {" + ", ".join(levels) + "}, threads: *a9}\n"
 
 
-def _named(name: str) -> str:
-    return HEAD + f"  '{name}': " + "{adapter: duckdb, path: x.db}\n"
-
-
-def _bad_name(name: str) -> EnvFileCase:
-    return EnvFileCase(
-        f"name-{name}",
-        _named(name),
-        (f"environments.{name}", f"'{name}'", NAME_RULE),
-        absent=("[key]",),  # pydantic's internals are not a location a user can find in the file
-    )
-
+MISSING_FILE = ("Environments file not found: ", "PIPELINE_ENVIRONMENTS_FILE")
+UNKNOWN_KEY = ("environments.NAME.thread: unknown key (did you mean 'threads'?)", "Allowed here: ")
+ALIAS_BOMB = ("is refused at environments.NAME.labels.a", "aliases stand for more than 10,000 values", "Fix: ")
 
 ENV_FILE_CASES = [
-    EnvFileCase("missing-file", None, ("Environments file not found: ", "PIPELINE_ENVIRONMENTS_FILE")),
-    EnvFileCase("empty-file", "  \n", ("is empty", "declare at least one environment under 'environments:'")),
-    EnvFileCase("not-yaml", "environments:\n  dev: {adapter: duckdb\n", ("is not valid YAML", "line 3")),
+    EnvFileCase("missing-file", None, MISSING_FILE),
+    EnvFileCase("unknown-environment-key", _duckdb(", thread: 2"), UNKNOWN_KEY, process=True),
     EnvFileCase(
-        "not-utf8", b"environments:\n  dev: {adapter: duckdb, path: caf\xe9.db}\n", (re.compile(r"(?i)utf-?8"),)
-    ),
-    EnvFileCase("a-list", "- dev\n- prod\n", ("expected a mapping with an 'environments' key, got list",)),
-    EnvFileCase(
-        "unknown-top-level-key",
-        "default: {dbt_project_dir: PROJECT}\nenvironments:\n  NAME: {adapter: duckdb, path: x.db}\n",
-        ("default: unknown key (did you mean 'defaults'?)", "Allowed here: defaults, environments, gcp"),
-    ),
-    EnvFileCase(
-        "unknown-environment-key",
-        _duckdb(", thread: 2"),
-        ("environments.NAME.thread: unknown key (did you mean 'threads'?)", "Allowed here: "),
-    ),
-    EnvFileCase(
-        "unknown-gcp-key",
-        "gcp: {credentials: x}\n" + _duckdb(),
-        ("gcp.credentials: unknown key (did you mean 'credentials_block'?)",),
-    ),
-    EnvFileCase("threads-many", _duckdb(", threads: many"), ("environments.NAME.threads: ", "integer", "'many'")),
-    EnvFileCase("threads-zero", _duckdb(", threads: 0"), ("environments.NAME.threads: ", "greater than 0")),
-    EnvFileCase("threads-negative", _duckdb(", threads: -1"), ("environments.NAME.threads: ", "greater than 0", "-1")),
-    EnvFileCase("threads-boolean", _duckdb(", threads: true"), ("environments.NAME.threads: ", "integer")),
-    EnvFileCase(
-        "duplicate-environment",
-        _duckdb() + "  NAME: {adapter: duckdb, path: other.db}\n",
-        ("'NAME' is declared twice; remove or rename one", "line 4"),
-    ),
-    EnvFileCase(
-        "unknown-adapter",
-        HEAD + "  NAME: {adapter: snowflake}\n",
-        ("environments.NAME.adapter: unknown adapter 'snowflake'", "use duckdb"),
-    ),
-    EnvFileCase(
-        "missing-adapter",
-        HEAD + "  NAME: {path: x.db}\n",
-        ("environments.NAME: missing 'adapter'", "use duckdb"),
-    ),
-    EnvFileCase(
-        "environment-not-a-mapping",
-        HEAD + "  NAME: duckdb\n",
-        ("environments.NAME: ", "'duckdb'"),
-    ),
-    EnvFileCase(
-        "duckdb-without-path",
-        HEAD + "  NAME: {adapter: duckdb}\n",
-        ("environments.NAME.path: required, but missing",),
-    ),
-    EnvFileCase(
-        "invalid-dataset",
-        HEAD + "  NAME: {adapter: bigquery, dataset: analytics-prod}\n",
-        ("environments.NAME.dataset", "'analytics-prod'", DATASET_RULE),
-    ),
-    EnvFileCase(
-        "invalid-environment-project",
-        _bigquery(", project: My_Project"),
-        ("environments.NAME.project", "'My_Project'", PROJECT_ID_RULE),
-    ),
-    EnvFileCase(
-        "invalid-gcp-project", "gcp: {project: acme}\n" + _bigquery(""), ("gcp.project", "'acme'", PROJECT_ID_RULE)
-    ),
-    EnvFileCase(
-        "api-endpoint-without-scheme",
-        _bigquery(", project: acme-data-123, api_endpoint: 'localhost:9050'"),
-        ("environments.NAME.api_endpoint", "'localhost:9050'", URL_RULE),
-    ),
-    EnvFileCase(
-        "notification-block-invalid-name",
-        _duckdb(", notification_block: Alerts Dev"),
-        ("environments.NAME.notification_block", "'Alerts Dev'"),
-        env=(("SLACK_WEBHOOK_URL", "http://127.0.0.1:9/services/hook"),),
-    ),
-    _bad_name("../x"),
-    _bad_name("a;b"),
-    _bad_name("Dev"),
-    _bad_name("a b"),
-    EnvFileCase(
-        "duckdb-path-under-a-file",
+        "duckdb-path-under-a-file",  # the setup's own check, not the file's
         HEAD + "  NAME: {adapter: duckdb, path: PROJECT/README.md/sub/x.duckdb}\n",
         (
             "environments.NAME.path: cannot create the DuckDB file PROJECT/README.md/sub/x.duckdb",
@@ -264,55 +290,41 @@ ENV_FILE_CASES = [
             "uv run python -m infrastructure.setup_profiles --target NAME",
         ),
     ),
-    EnvFileCase(
-        "alias-bomb",
-        _alias_bomb(),
-        ("is refused at environments.NAME.labels.a", "aliases stand for more than 10,000 values", "Fix: "),
-        absent=("lol",),
-    ),
-    EnvFileCase(
-        "alias-bomb",
-        _alias_bomb(),
-        ("is refused at environments.NAME.labels.a", "aliases stand for more than 10,000 values", "Fix: "),
-        absent=("lol",),
-        command="pipeline",
-    ),
-    EnvFileCase(
-        "missing-file", None, ("Environments file not found: ", "PIPELINE_ENVIRONMENTS_FILE"), command="pipeline"
-    ),
-    EnvFileCase(
-        "unknown-environment-key",
-        _duckdb(", thread: 2"),
-        ("environments.NAME.thread: unknown key (did you mean 'threads'?)",),
-        command="pipeline",
-    ),
+    EnvFileCase("alias-bomb", _alias_bomb(), ALIAS_BOMB, absent=("lol",)),
+    EnvFileCase("missing-file", None, MISSING_FILE, command="pipeline"),
+    EnvFileCase("unknown-environment-key", _duckdb(", thread: 2"), UNKNOWN_KEY, command="pipeline"),
+    EnvFileCase("alias-bomb", _alias_bomb(), ALIAS_BOMB, absent=("lol",), command="pipeline"),
+    EnvFileCase("missing-file", None, MISSING_FILE, command="doctor"),
+    EnvFileCase("unknown-environment-key", _duckdb(", thread: 2"), UNKNOWN_KEY, command="doctor", process=True),
 ]
 
 
-@pytest.mark.parametrize("case", ENV_FILE_CASES, ids=[f"{case.command}-{case.id}" for case in ENV_FILE_CASES])
+@pytest.mark.parametrize(
+    "case",
+    ENV_FILE_CASES,
+    ids=[f"{case.command}-{case.id}{'-process' if case.process else ''}" for case in ENV_FILE_CASES],
+)
 def test_environments_file_mistake_names_file_key_and_fix(
-    workspace: Workspace, dbt_project: Path, prefect_api: str, case: EnvFileCase
+    commands: Commands, dbt_project: Path, prefect_api: str, case: EnvFileCase
 ) -> None:
     """A mistake in the environments file is refused with its file, its key and the fix; nothing is written."""
     name = f"envfile-{case.id}"[:40]
-    path = workspace.environments_file
+    path = commands.workspace.environments_file
     if case.text is None:
-        path = workspace.root / "no-such-dir" / "environments.yaml"
-        workspace.env["PIPELINE_ENVIRONMENTS_FILE"] = str(path)
-    elif isinstance(case.text, bytes):
-        path.write_bytes(case.text)
+        path = commands.workspace.root / "no-such-dir" / "environments.yaml"
+        commands.setenv("PIPELINE_ENVIRONMENTS_FILE", str(path))
     else:
         path.write_text(case.text.replace("PROJECT", str(dbt_project)).replace("NAME", name), encoding="utf-8")
-    workspace.env.update(case.env)
     before = Before.take(prefect_api, dbt_project)
 
-    result = setup_command(workspace) if case.command == "setup" else pipeline_command(workspace, "--target", name)
+    args = () if case.command == "setup" else ("--target", name)
+    result = commands.run(case.command, *args, process=case.process)
 
     expected = [
         piece.replace("PROJECT", str(dbt_project)).replace("NAME", name) if isinstance(piece, str) else piece
         for piece in case.expected
     ]
-    before.assert_refused(result, [str(path), *expected], case.absent)
+    before.assert_refused(case.command, result, [str(path), *expected], case.absent)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,6 +339,7 @@ class CliCase:
     args: tuple[str, ...]
     expected: tuple[Expected, ...]
     project_yml: str | None = None  # a folder TMP/project is made with this dbt_project.yml ("": without one)
+    process: bool = False  # run the real command, not its main() in this process
 
 
 SETUP_CLI_CASES = [
@@ -351,9 +364,10 @@ SETUP_CLI_CASES = [
 
 @pytest.mark.parametrize("case", SETUP_CLI_CASES, ids=[case.id for case in SETUP_CLI_CASES])
 def test_setup_command_line_mistake_is_refused(
-    workspace: Workspace, dbt_project: Path, prefect_api: str, case: CliCase
+    commands: Commands, dbt_project: Path, prefect_api: str, case: CliCase
 ) -> None:
     """A wrong flag or target given to the setup exits non-zero with argparse's or our message, changing nothing."""
+    workspace = commands.workspace
     env = f"setup-{case.id}"[:38]
     workspace.write_environments(
         {
@@ -373,8 +387,10 @@ def test_setup_command_line_mistake_is_refused(
         )
 
     before = Before.take(prefect_api, dbt_project)
-    result = setup_command(workspace, *map(fill, case.args))
-    before.assert_refused(result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected])
+    result = commands.run("setup", *map(fill, case.args), process=case.process)
+    before.assert_refused(
+        "setup", result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected]
+    )
 
 
 @dataclass(frozen=True)
@@ -410,11 +426,11 @@ SETUP_PROJECT_CASES = [
 
 @pytest.mark.parametrize("case", SETUP_PROJECT_CASES, ids=[case.id for case in SETUP_PROJECT_CASES])
 def test_setup_refuses_a_broken_project_before_writing_anything(
-    workspace: Workspace, dbt_project: Path, prefect_api: str, case: ProjectCase
+    commands: Commands, dbt_project: Path, prefect_api: str, case: ProjectCase
 ) -> None:
     """A missing project, an unreadable dbt_project.yml or profiles.yml stops the setup before any block is saved."""
     env = f"setup-{case.id}"[:40]
-    workspace.write_environments(
+    commands.workspace.write_environments(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
             "environments": {env: {"adapter": "duckdb", "path": "a.db"}},
@@ -426,8 +442,9 @@ def test_setup_refuses_a_broken_project_before_writing_anything(
         else:
             (dbt_project / name).write_text(text, encoding="utf-8")
     before = Before.take(prefect_api, dbt_project)
-    result = setup_command(workspace)
+    result = commands.run("setup")
     before.assert_refused(
+        "setup",
         result,
         [piece.replace("PATH", str(dbt_project)) if isinstance(piece, str) else piece for piece in case.expected],
         case.absent,
@@ -496,19 +513,19 @@ CREDENTIALS_CASES = [
 
 @pytest.mark.parametrize("case", CREDENTIALS_CASES, ids=[case.id for case in CREDENTIALS_CASES])
 def test_bad_credentials_are_refused_without_quoting_them(
-    workspace: Workspace, dbt_project: Path, prefect_api: str, case: CredentialsCase
+    commands: Commands, dbt_project: Path, prefect_api: str, case: CredentialsCase
 ) -> None:
     """A missing, malformed or unusable key (or GCP project) for a BigQuery target is refused before any block."""
     env = f"bq-{case.id}"[:40]
-    key_path = workspace.root / "keys" / "service-account.json"
+    key_path = commands.workspace.root / "keys" / "service-account.json"
     gcp: dict[str, str] = {"credentials_block": f"gcp-{case.id}"[:40]}
     if case.in_environments_file:
         gcp["service_account_key_file"] = str(key_path)
-        workspace.env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+        commands.delenv("GOOGLE_APPLICATION_CREDENTIALS")
     else:
-        workspace.env["GOOGLE_APPLICATION_CREDENTIALS"] = str(key_path)
-    workspace.env["GOOGLE_CLOUD_PROJECT"] = case.gcp_project
-    workspace.write_environments(
+        commands.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_path))
+    commands.setenv("GOOGLE_CLOUD_PROJECT", case.gcp_project)
+    commands.workspace.write_environments(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
             "gcp": gcp,
@@ -520,27 +537,30 @@ def test_bad_credentials_are_refused_without_quoting_them(
         key_path.write_text(json.dumps(service_account_key()) if case.key == "VALID" else case.key, encoding="utf-8")
     before = Before.take(prefect_api, dbt_project)
 
-    result = setup_command(workspace)
+    result = commands.run("setup")
 
     expected = [piece.replace("KEY", str(key_path)) if isinstance(piece, str) else piece for piece in case.expected]
-    before.assert_refused(result, expected, absent=("BEGIN PRIVATE KEY",))  # the message never quotes the key
+    before.assert_refused("setup", result, expected, absent=("BEGIN PRIVATE KEY",))  # the message never quotes the key
 
 
 def test_malformed_slack_webhook_url_is_refused_without_echoing_it(
-    workspace: Workspace, dbt_project: Path, prefect_api: str
+    commands: Commands, dbt_project: Path, prefect_api: str
 ) -> None:
-    """A $SLACK_WEBHOOK_URL that is not an http(s) URL is refused, naming the variable but not quoting the secret."""
+    """A $SLACK_WEBHOOK_URL that is not an http(s) URL is refused, naming the variable but not quoting the secret.
+
+    The real command, in its own process: the secret must appear nowhere it writes, logs included.
+    """
     env = "setup-slack-url-without-scheme"
-    workspace.write_environments(
+    commands.workspace.write_environments(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
             "environments": {env: {"adapter": "duckdb", "path": "a.db", "notification_block": f"{env}-alerts"}},
         }
     )
-    workspace.env["SLACK_WEBHOOK_URL"] = "hooks.slack.com/services/T000/B000/SECRET-PATH-0123456789"
+    commands.setenv("SLACK_WEBHOOK_URL", "hooks.slack.com/services/T000/B000/SECRET-PATH-0123456789")
     before = Before.take(prefect_api, dbt_project)
-    result = setup_command(workspace)
-    before.assert_refused(result, ["SLACK_WEBHOOK_URL", URL_RULE], absent=("SECRET-PATH-0123456789",))
+    result = commands.run("setup", process=True)
+    before.assert_refused("setup", result, ["SLACK_WEBHOOK_URL", URL_RULE], absent=("SECRET-PATH-0123456789",))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,26 +568,25 @@ def test_malformed_slack_webhook_url_is_refused_without_echoing_it(
 
 
 @pytest.fixture(scope="module")
-def ready_warehouse(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ready_warehouse(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The blocks of the DuckDB target READY exist (set up once, for real); returns its database path."""
     root = tmp_path_factory.mktemp("ready")
     project = copy_example_project(root / "dbt")
     database = root / "warehouse" / "ready.duckdb"
-    workspace = make_workspace(root, prefect_api, prefect_home)
-    workspace.write_environments(
-        {
-            "defaults": {"dbt_project_dir": str(project)},
-            "environments": {READY: {"adapter": "duckdb", "path": str(database)}},
-        }
-    )
-    workspace.setup("--blocks-only")
+    environments_file = root / "environments.yaml"
+    document = {
+        "defaults": {"dbt_project_dir": str(project)},
+        "environments": {READY: {"adapter": "duckdb", "path": str(database)}},
+    }
+    environments_file.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    set_up_blocks(prefect_api, environments_file)
     return database
 
 
 @pytest.fixture
-def pipeline_workspace(workspace: Workspace, dbt_project: Path, ready_warehouse: Path) -> Workspace:
+def pipeline_commands(commands: Commands, dbt_project: Path, ready_warehouse: Path) -> Commands:
     """The workspace's environments file declares READY (its blocks exist) and never-set-up (no blocks)."""
-    workspace.write_environments(
+    commands.workspace.write_environments(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
             "environments": {
@@ -576,7 +595,7 @@ def pipeline_workspace(workspace: Workspace, dbt_project: Path, ready_warehouse:
             },
         }
     )
-    return workspace
+    return commands
 
 
 PIPELINE_CLI_CASES = [
@@ -593,6 +612,7 @@ PIPELINE_CLI_CASES = [
             "Prefect block 'dbt-cli-profile-never-set-up' (dbt CLI Profile) not found on this Prefect API",
             "Create it with: uv run python -m infrastructure.setup_profiles --blocks-only --target never-set-up",
         ),
+        process=True,
     ),
     CliCase("unknown-flag", ("--target", READY, "--selct", "orders"), ("unrecognized arguments: --selct", "usage: ")),
     CliCase(
@@ -646,12 +666,14 @@ PIPELINE_CLI_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", PIPELINE_CLI_CASES, ids=[case.id for case in PIPELINE_CLI_CASES])
+@pytest.mark.parametrize(
+    "case", PIPELINE_CLI_CASES, ids=[f"{case.id}{'-process' if case.process else ''}" for case in PIPELINE_CLI_CASES]
+)
 def test_pipeline_mistake_is_reported_before_a_flow_run(
-    pipeline_workspace: Workspace, dbt_project: Path, ready_warehouse: Path, prefect_api: str, case: CliCase
+    pipeline_commands: Commands, dbt_project: Path, ready_warehouse: Path, prefect_api: str, case: CliCase
 ) -> None:
     """A wrong target, flag, value or project exits non-zero before any flow run, with the fix, changing nothing."""
-    workspace = pipeline_workspace
+    workspace = pipeline_commands.workspace
     if case.project_yml is not None:
         (workspace.root / "project").mkdir()
         if case.project_yml:
@@ -661,17 +683,20 @@ def test_pipeline_mistake_is_reported_before_a_flow_run(
         return text.replace("ENVFILE", str(workspace.environments_file)).replace("TMP", str(workspace.root))
 
     before = Before.take(prefect_api, dbt_project, ready_warehouse.parents[1] / "dbt")
-    result = pipeline_command(workspace, *map(fill, case.args))
-    before.assert_refused(result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected])
+    result = pipeline_commands.run("pipeline", *map(fill, case.args), process=case.process)
+    before.assert_refused(
+        "pipeline", result, [fill(piece) if isinstance(piece, str) else piece for piece in case.expected]
+    )
 
 
 def test_duckdb_folder_that_cannot_be_created_is_refused_before_a_flow_run(
-    workspace: Workspace, dbt_project: Path, prefect_api: str
+    commands: Commands, dbt_project: Path, prefect_api: str
 ) -> None:
     """A DuckDB file whose folder became a file after the setup: exit 1 before any flow run, key and fix, no traceback.
 
     (The setup refuses such a path itself; the run checks the path of its profile block, the one it would create.)
     """
+    workspace = commands.workspace
     env = "bad-input-duckdb-folder"
     database = workspace.root / "warehouse" / "sub" / "x.duckdb"
     workspace.write_environments(
@@ -680,13 +705,14 @@ def test_duckdb_folder_that_cannot_be_created_is_refused_before_a_flow_run(
             "environments": {env: {"adapter": "duckdb", "path": str(database)}},
         }
     )
-    workspace.setup("--blocks-only")
+    set_up_blocks(prefect_api, workspace.environments_file)
     (workspace.root / "warehouse").write_text("a file where the folder was\n", encoding="utf-8")
     before = Before.take(prefect_api, dbt_project)
 
-    result = pipeline_command(workspace, "--target", env)
+    result = commands.run("pipeline", "--target", env)
 
     before.assert_refused(
+        "pipeline",
         result,
         [
             f"{workspace.environments_file} is invalid:",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -186,3 +187,119 @@ def test_hostile_yaml_is_refused_naming_where(tmp_path: Path, value: str, expect
     with pytest.raises(ConfigError, match=expected) as caught:
         load_environments(path)
     assert str(caught.value).startswith(f"{path} is refused at ")
+
+
+# What a message says beyond its key, for the mistakes a user makes most: the value as written, the
+# rule in words (a regular expression is not a fix a user can apply), the line, what is allowed
+# instead. The commands print these messages as they are (tests/test_bad_input.py proves that once
+# per command). Any wording will do for a rule as long as it names the allowed characters.
+NAME_RULE = re.compile(r"(?i)lowercase letters.*(digits|numbers).*(dashes|hyphens)")
+PROJECT_ID_RULE = NAME_RULE
+DATASET_RULE = re.compile(r"(?i)letters.*(digits|numbers).*underscores")
+URL_RULE = re.compile(r"http://.*https://|https://.*http://")  # "must start with http:// or https://"
+DUCKDB = "environments:\n  dev: {adapter: duckdb, path: dev.duckdb"
+BIGQUERY = "environments:\n  prod: {adapter: bigquery, dataset: analytics"
+
+
+def _bad_name(name: str) -> tuple[str, tuple[str | re.Pattern[str], ...], tuple[str, ...]]:
+    # pydantic's internals ("[key]") are not a location a user can find in the file
+    return (
+        f"environments:\n  '{name}': {{adapter: duckdb, path: x.db}}\n",
+        (f"environments.{name}", f"'{name}'", NAME_RULE),
+        ("[key]",),
+    )
+
+
+MESSAGE_CASES: dict[str, tuple[str | bytes, tuple[str | re.Pattern[str], ...], tuple[str, ...]]] = {
+    "empty-file": ("  \n", ("is empty", "declare at least one environment under 'environments:'"), ()),
+    "not-yaml": ("environments:\n  dev: {adapter: duckdb\n", ("is not valid YAML", "line 3"), ()),
+    "not-utf8": (b"environments:\n  dev: {adapter: duckdb, path: caf\xe9.db}\n", (re.compile(r"(?i)utf-?8"),), ()),
+    "a-list": ("- dev\n- prod\n", ("expected a mapping with an 'environments' key, got list",), ()),
+    "unknown-top-level-key": (
+        "default: {dbt_project_dir: .}\n" + DUCKDB + "}\n",
+        ("default: unknown key (did you mean 'defaults'?)", "Allowed here: defaults, environments, gcp"),
+        (),
+    ),
+    "unknown-environment-key": (
+        DUCKDB + ", thread: 2}\n",
+        ("environments.dev.thread: unknown key (did you mean 'threads'?)", "Allowed here: "),
+        (),
+    ),
+    "unknown-gcp-key": (
+        "gcp: {credentials: x}\n" + DUCKDB + "}\n",
+        ("gcp.credentials: unknown key (did you mean 'credentials_block'?)",),
+        (),
+    ),
+    "threads-many": (DUCKDB + ", threads: many}\n", ("environments.dev.threads: ", "integer", "'many'"), ()),
+    "threads-negative": (DUCKDB + ", threads: -1}\n", ("environments.dev.threads: ", "greater than 0", "-1"), ()),
+    "threads-boolean": (DUCKDB + ", threads: true}\n", ("environments.dev.threads: ", "integer"), ()),
+    "duplicate-environment": (
+        DUCKDB + "}\n  dev: {adapter: duckdb, path: other.duckdb}\n",
+        ("'dev' is declared twice; remove or rename one", "line 3"),
+        (),
+    ),
+    "missing-adapter": (
+        "environments:\n  dev: {path: x.db}\n",
+        ("environments.dev: missing 'adapter'", re.compile(r"missing 'adapter'; use .*duckdb")),
+        (),
+    ),
+    "environment-not-a-mapping": ("environments:\n  dev: duckdb\n", ("environments.dev: ", "'duckdb'"), ()),
+    "duckdb-without-path": (
+        "environments:\n  dev: {adapter: duckdb}\n",
+        ("environments.dev.path: required, but missing",),
+        (),
+    ),
+    "invalid-dataset": (
+        "environments:\n  prod: {adapter: bigquery, dataset: analytics-prod}\n",
+        ("environments.prod.dataset", "'analytics-prod'", DATASET_RULE),
+        (),
+    ),
+    "invalid-environment-project": (
+        BIGQUERY + ", project: My_Project}\n",
+        ("environments.prod.project", "'My_Project'", PROJECT_ID_RULE),
+        (),
+    ),
+    "invalid-gcp-project": (
+        "gcp: {project: acme}\n" + BIGQUERY + "}\n",
+        ("gcp.project", "'acme'", PROJECT_ID_RULE),
+        (),
+    ),
+    "api-endpoint-without-scheme": (
+        BIGQUERY + ", project: acme-data-123, api_endpoint: 'localhost:9050'}\n",
+        ("environments.prod.api_endpoint", "'localhost:9050'", URL_RULE),
+        (),
+    ),
+    "notification-block-invalid-name": (
+        DUCKDB + ", notification_block: Alerts Dev}\n",
+        ("environments.dev.notification_block", "'Alerts Dev'"),
+        (),
+    ),
+    "name-../x": _bad_name("../x"),
+    "name-a;b": _bad_name("a;b"),
+    "name-Dev": _bad_name("Dev"),
+    "name-a b": _bad_name("a b"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected", "absent"), MESSAGE_CASES.values(), ids=MESSAGE_CASES.keys())
+def test_message_quotes_the_value_and_says_the_rule(
+    tmp_path: Path, text: str | bytes, expected: tuple[str | re.Pattern[str], ...], absent: tuple[str, ...]
+) -> None:
+    """A mistake's message names the file and the key, quotes the value, and says the rule, the line or the fix."""
+    path = tmp_path / "environments.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_environments(path)
+    message = str(caught.value)
+    assert str(path) in message
+    said = message.replace(str(path), "FILE")  # a piece such as "-1" must not be found in the path
+    missing = [
+        piece.pattern if isinstance(piece, re.Pattern) else piece
+        for piece in expected
+        if not (piece.search(said) if isinstance(piece, re.Pattern) else piece in said)
+    ]
+    assert not missing, f"missing {missing} from:\n{message}"
+    assert not [piece for piece in absent if piece in message], message
