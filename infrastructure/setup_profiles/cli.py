@@ -9,23 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prefect.settings import PREFECT_API_URL
-
-from dbt_pipeline.environments import load_environments
+from dbt_pipeline.environments import Environments, load_environments
 from dbt_pipeline.errors import ConfigError, PipelineError
-from dbt_pipeline.prefect_api import require_api
-from infrastructure.setup_profiles.blocks import Action, BlockPlan, ResolvedTarget, plan_blocks, resolve_targets
-from infrastructure.setup_profiles.concurrency_limits import LimitChange, apply_limits, plan_limits
-from infrastructure.setup_profiles.profiles_file import ProfilesFileChange, plan_profiles_files
 
-_DONE = {Action.CREATE: "created", Action.UPDATE: "updated", Action.UNCHANGED: "unchanged", Action.SKIP: "skipped"}
-_WOULD = {
-    Action.CREATE: "would create",
-    Action.UPDATE: "would update",
-    Action.UNCHANGED: "unchanged",
-    Action.SKIP: "would skip",
-}
+if TYPE_CHECKING:
+    from infrastructure.setup_profiles.blocks import BlockPlan, ResolvedTarget
+    from infrastructure.setup_profiles.concurrency_limits import LimitChange
+    from infrastructure.setup_profiles.profiles_file import ProfilesFileChange
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,25 +43,35 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         environments = load_environments(args.environments_file)
-        targets = args.target or environments.names
-        resolved = resolve_targets(environments, targets)
-        if args.target:
-            _refuse_skipped(resolved)
-        if not args.profiles_only:
-            require_api()
-        blocks = None if args.profiles_only else plan_blocks(resolved, environments)
-        limits = [] if args.profiles_only else plan_limits(targets)
-        keyfile = environments.gcp.key_path()
-        profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=keyfile)
-        if not args.dry_run:
-            if blocks is not None:
-                blocks.apply()
-            apply_limits(limits)
-            for change in profiles:
-                change.apply()
+        return _plan_and_apply(environments, args)
     except PipelineError as error:
         print(f"setup_profiles: {error}", file=sys.stderr)
         return 1
+
+
+def _plan_and_apply(environments: Environments, args: argparse.Namespace) -> int:
+    # Planning needs Prefect, prefect-dbt and the adapters' clients: seconds of imports that a mistake
+    # in the environments file, refused above, does not pay for.
+    from dbt_pipeline.prefect_api import require_api
+    from infrastructure.setup_profiles.blocks import plan_blocks, resolve_targets
+    from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
+    from infrastructure.setup_profiles.profiles_file import plan_profiles_files
+
+    targets = args.target or environments.names
+    resolved = resolve_targets(environments, targets)
+    if args.target:
+        _refuse_skipped(resolved)
+    if not args.profiles_only:
+        require_api()
+    blocks = None if args.profiles_only else plan_blocks(resolved, environments)
+    limits = [] if args.profiles_only else plan_limits(targets)
+    profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=environments.gcp.key_path())
+    if not args.dry_run:
+        if blocks is not None:
+            blocks.apply()
+        apply_limits(limits)
+        for change in profiles:
+            change.apply()
     _report(environments.source, blocks, limits, profiles, dry_run=args.dry_run)
     return 0
 
@@ -90,7 +92,16 @@ def _report(
     *,
     dry_run: bool,
 ) -> None:
-    words = _WOULD if dry_run else _DONE
+    from prefect.settings import PREFECT_API_URL
+
+    from infrastructure.setup_profiles.blocks import Action
+
+    words = (
+        {Action.CREATE: "would create", Action.UPDATE: "would update", Action.SKIP: "would skip"}
+        if dry_run
+        else {Action.CREATE: "created", Action.UPDATE: "updated", Action.SKIP: "skipped"}
+    )
+    words[Action.UNCHANGED] = "unchanged"
     print(f"Environments: {source}")
     actions = []
     if blocks is not None:
