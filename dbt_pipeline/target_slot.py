@@ -176,8 +176,23 @@ def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logge
     granted = response.json()
     if not granted["limits"]:
         logger.warning("No concurrency limit %s: runs on %r are not serialized (run the setup)", limit, target)
+    _crash_a_holder_left_behind(client, target, me, logger)
     write_holder(client, target, Holder(me, datetime.now(UTC)))
     return UUID(granted["lease_id"])
+
+
+def _crash_a_holder_left_behind(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> None:
+    """The slot was free, yet the record names another run: one that could not free it, or whose lease
+    the server let expire (a run cut off from an API that stayed up stops itself, and nothing else
+    would end its flow run). If it is gone and Prefect still shows it running, mark it Crashed."""
+    previous = read_holder(client, target)
+    if previous is None or previous.flow_run_id == me:
+        return
+    reason = why_holder_is_gone(client, previous, busy_since=datetime.now(UTC))
+    if reason is not None and _mark_crashed(client, previous.flow_run_id, reason):
+        logger.warning(
+            "Target %r was free, but the run that last held it is gone: %s. Marked it Crashed.", target, reason
+        )
 
 
 def _take_over(
@@ -197,15 +212,18 @@ def _take_over(
     return True
 
 
-def _mark_crashed(client: SyncPrefectClient, flow_run_id: UUID, reason: str) -> None:
+def _mark_crashed(client: SyncPrefectClient, flow_run_id: UUID, reason: str) -> bool:
+    """Mark the run Crashed unless it has ended; whether it was marked."""
     try:
         flow_run = client.read_flow_run(flow_run_id)
     except ObjectNotFound:
-        return
-    if flow_run.state is None or not flow_run.state.is_final():
-        client.set_flow_run_state(
-            flow_run_id, Crashed(message=f"Found gone by the next run on its target: {reason}."), force=True
-        )
+        return False
+    if flow_run.state is not None and flow_run.state.is_final():
+        return False
+    client.set_flow_run_state(
+        flow_run_id, Crashed(message=f"Found gone by the next run on its target: {reason}."), force=True
+    )
+    return True
 
 
 def _holding(client: SyncPrefectClient, holder: Holder | None) -> str:
@@ -283,7 +301,11 @@ class _Heartbeat:
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
                     silence = time.monotonic() - answered
                     if silence >= API_LOST_AFTER_SECONDS and self.on_api_lost is not None:
-                        self.on_api_lost(f"the Prefect API has not answered for {silence:.0f} s ({problem})")
+                        api = str(client.api_url).rstrip("/")
+                        self.on_api_lost(
+                            f"the Prefect API at {api} has not answered for {silence:.0f} s "
+                            f"(last call: {type(problem).__name__}: {problem})"
+                        )
                         return
 
     def _beat(self, client: SyncPrefectClient) -> None:

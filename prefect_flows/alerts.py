@@ -10,11 +10,13 @@ run's own state.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from prefect import Flow, State
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.logging.loggers import flow_run_logger
 
 from dbt_pipeline.blocks import load_notification_block
@@ -23,6 +25,10 @@ from dbt_pipeline.run_summary import RunSummary, excerpt
 from prefect_flows.run_report import run_directory, ui_url
 
 MAX_FAILED_NODES = 10
+CANCELLED_BY_HAND = "`prefect flow-run cancel` or the UI's Cancel"
+# Set to "false" by Prefect's runner (a worker's flow-run processes): the runner, not the flow-run
+# process, runs the on_cancellation hooks once it has stopped the process (prefect.flow_engine).
+_RUNNER_HOOKS_VARIABLE = "PREFECT__ENABLE_CANCELLATION_AND_CRASHED_HOOKS"
 
 
 def compose_message(*, target: str, flow_run: FlowRun, outcome: str, summary: RunSummary | None, error: str) -> str:
@@ -79,13 +85,52 @@ def alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any])
 
 
 def alert_on_crash(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
-    """Flow hook: the run's process died (killed, out of memory) or its infrastructure failed."""
+    """Flow hook: the run's process died (killed, out of memory) or its infrastructure failed.
+
+    Not for a cancelled run that a worker stops: Prefect's runner delivers a cancel as an intent, then
+    SIGTERM, and the flow-run process accepts the intent only while Prefect's own SIGTERM handler is
+    installed. During a dbt command ours is (it makes dbt cancel its queries), so the process reports
+    the SIGTERM as a crash; the worker then runs `alert_on_cancellation` and marks the run Cancelled.
+    One alert, CANCELLED, rather than a CRASHED one first.
+    """
+    if _runner_owns_cancellation() and cancel_request(flow_run) is not None:
+        flow_run_logger(flow_run, flow).info("Cancelled by request: the worker sends the CANCELLED alert")
+        return
     send_alert(flow, flow_run, outcome="CRASHED", error=state.message or "")
 
 
 def alert_on_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
-    """Flow hook: the run was cancelled (`prefect flow-run cancel`, the UI) and its query stopped."""
-    send_alert(flow, flow_run, outcome="CANCELLED", error=state.message or "")
+    """Flow hook: the run was cancelled (`prefect flow-run cancel`, the UI, an automation) and its process stopped.
+
+    A worker runs it once it has stopped the run's process, with a state of its own ("Flow run was
+    cancelled."): what asked for the cancel is read from the run's Cancelling state.
+    """
+    request = cancel_request(flow_run)
+    if request is None:
+        cause = state.message or ""
+    else:  # an automation says which one; `prefect flow-run cancel` and the UI's Cancel leave no message
+        cause = request.message or f"Cancel requested through the Prefect API ({CANCELLED_BY_HAND})."
+    send_alert(flow, flow_run, outcome="CANCELLED", error=cause)
+
+
+def _runner_owns_cancellation() -> bool:
+    return os.environ.get(_RUNNER_HOOKS_VARIABLE, "true").lower() == "false"
+
+
+def cancel_request(flow_run: FlowRun) -> State[Any] | None:
+    """The Cancelling state that asked for the run's cancellation, if that is the latest thing asked of
+    the run (no start since); None otherwise, or if the API cannot say."""
+    try:
+        with get_client(sync_client=True) as client:
+            states = client.read_flow_run_states(flow_run.id)
+    except Exception:  # an alert is still better than none
+        return None
+    for past in sorted(states, key=lambda past: past.timestamp, reverse=True):
+        if past.type == StateType.CANCELLING:
+            return past
+        if past.type in (StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED):
+            return None
+    return None
 
 
 def summary_on_success(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:

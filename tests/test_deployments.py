@@ -28,6 +28,7 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.states import Cancelled
 
 from tests.conftest import REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
+from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PREFECT
 from tests.workers import Worker, running_worker
@@ -36,6 +37,8 @@ DEV = "pipeline-dbt-complet/dbt-dev"
 PROD = "pipeline-dbt-complet/dbt-prod"
 POOL = "default-pool"
 WATCH = ["--watch", "--watch-timeout", "300"]
+# The notification block of the module's `dev` environment: a name of its own on the session's server.
+ALERTS_BLOCK = "alerts-deployments"
 T = TypeVar("T")
 
 
@@ -72,16 +75,28 @@ def flow_run_id(output: str) -> UUID:
 
 
 @pytest.fixture(scope="module")
-def deployment_workspace(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home: Path) -> Workspace:
-    """conftest's `workspace` (a DuckDB `dev` environment on a private copy of the example project) for the module.
+def alerts() -> Iterator[WebhookReceiver]:
+    """The Slack webhook the `dev` environment's alerts go to, for the module."""
+    with serving(WebhookReceiver(), "deployment-alerts") as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def deployment_workspace(
+    tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home: Path, alerts: WebhookReceiver
+) -> Workspace:
+    """conftest's `workspace` (a DuckDB `dev` environment on a private copy of the example project) for the module,
+    its alerts sent to `alerts` (the setup creates the Slack webhook block from SLACK_WEBHOOK_URL).
 
     conftest's `workspace` and `dbt_project` are function-scoped, and the module's single worker must be started
     with this environment (its flow-run processes inherit it), so they are built the same way, once.
     """
     root = tmp_path_factory.mktemp("deployments")
     project = copy_example_project(root / "dbt")
-    workspace = make_workspace(root, prefect_api, prefect_home)
-    workspace.write_environments(duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev"))
+    workspace = make_workspace(root, prefect_api, prefect_home, SLACK_WEBHOOK_URL=alerts.url)
+    document = duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev")
+    document["environments"]["dev"]["notification_block"] = ALERTS_BLOCK  # type: ignore[index]
+    workspace.write_environments(document)
     return workspace
 
 
@@ -226,9 +241,10 @@ def _cancel(deployed: Deployed, flow_run: UUID) -> None:
         client.set_flow_run_state(flow_run, Cancelled(message="test: the concurrency limit held it"), force=True)
 
 
-def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed) -> None:
+def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed, alerts: WebhookReceiver) -> None:
     """`prefect flow-run cancel` on a run busy in a long DuckDB query: Cancelled within seconds, the query
-    stopped (the warehouse file writable again), the target free for the next run."""
+    stopped (the warehouse file writable again), the target free for the next run, and one alert, CANCELLED
+    (not CRASHED: the worker's SIGTERM reaches the run as a crash before the worker runs the cancel hook)."""
     project = deployed.workspace.root / "long_project"
     copy_example_project(project)
     (project / "models" / "marts" / "long_running.sql").write_text(
@@ -263,6 +279,13 @@ def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed)
             time.sleep(0.5)
     with deployed.client() as client:
         assert client.read_global_concurrency_limit_by_name("dbt-target-dev").active_slots == 0
+
+    # The worker runs the on_cancellation hook before it marks the run Cancelled: the alert is in.
+    run_name = deployed.flow_run(run_id).name
+    sent = [str(alert["text"]) for alert in alerts.received if f"(flow run {run_name})" in str(alert["text"])]
+    assert len(sent) == 1, f"{len(sent)} alerts for the run: {sent}" + deployed.worker.tail()
+    assert f"dbt pipeline CANCELLED on target `dev` (flow run {run_name})" in sent[0], sent[0]
+    assert "Cancel requested through the Prefect API (`prefect flow-run cancel` or the UI's Cancel)" in sent[0], sent[0]
 
 
 def _step_running(deployed: Deployed, flow_run: UUID, step: str) -> bool:

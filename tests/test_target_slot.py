@@ -7,22 +7,32 @@ database) around real pipeline runs and check that the next run always gets the 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
+import urllib.parse
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from dbt_pipeline.target_slot import API_LOST_AFTER_SECONDS, HEARTBEAT_SECONDS, HOLDER_SILENT_AFTER_SECONDS
+from dbt_pipeline.target_slot import (
+    API_LOST_AFTER_SECONDS,
+    HEARTBEAT_CALL_TIMEOUT_SECONDS,
+    HEARTBEAT_SECONDS,
+    HOLDER_SILENT_AFTER_SECONDS,
+    read_holder,
+)
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import Workspace, duckdb_environments, make_workspace
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
-from tests.test_interrupts import RunningPipeline
+from tests.silent_proxy import SilentProxy
+from tests.test_interrupts import LONG_DUCKDB_MODEL, RunningPipeline
 
 # About 30-60 s of DuckDB work on one core: the run outlives a server restart, then ends by itself.
 MODEL_OUTLIVING_A_RESTART = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(7000000000) t(i)\n"
@@ -128,7 +138,7 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     took = time.monotonic() - killed
     print(f"\nAPI lost mid-run: the run exited {took:.0f} s after the server died")  # shown with -s / -rA
     assert returncode != 0
-    assert "Stopping the run: the Prefect API has not answered for" in lost.output
+    assert f"Stopping the run: the Prefect API at {own_server.api} has not answered for" in lost.output
     assert not list((slot_workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
     with duckdb.connect(str(slot_workspace.root / "dev.duckdb")) as warehouse:  # no lock left: writable
         assert warehouse.execute("select count(*) from information_schema.tables").fetchone() is not None
@@ -138,3 +148,76 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
     assert read_flow_run(own_server.api, lost.output).state_type == StateType.CRASHED
     assert active_slots(own_server.api) == 0
+
+
+# From an API gone silent to the run's exit, at most: the first heartbeat that finds the API silent for
+# API_LOST_AFTER_SECONDS comes one beat (and one call's timeout) later; then the run has its grace to exit.
+SILENT_API_EXIT_BOUND = (
+    API_LOST_AFTER_SECONDS + HEARTBEAT_SECONDS + HEARTBEAT_CALL_TIMEOUT_SECONDS + API_LOSS_GRACE_SECONDS
+)
+SLOW_MACHINE_MARGIN = 20
+
+
+def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the_next_run_gets_it(
+    workspace: Workspace, dbt_project: Path, prefect_api: str
+) -> None:
+    """The API still accepts connections but never answers (a hung server, a black-holing proxy) during a long
+    query: every heartbeat call times out, and the run stops itself (query cancelled, private profile removed,
+    the lost API named, exit non-zero) before its target may be taken over, HOLDER_SILENT_AFTER_SECONDS after
+    its last heartbeat. Once the API answers again, the next run gets the target (the server freed the slot
+    when the lost run's lease expired), marks the lost run Crashed and finishes."""
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
+    with SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy:
+        workspace.env["PREFECT_API_URL"] = proxy.api
+        workspace.setup("--blocks-only")
+        lost = RunningPipeline(workspace, "--select", "long_running", "--retries", "0")
+        try:
+            lost.wait_for_query(timeout=240)
+            proxy.go_silent()
+            silenced = time.monotonic()
+            with prefect_client(prefect_api) as client:  # the server itself: what the other runs see
+                last_beat = read_holder(client, "dev")
+            assert last_beat is not None, "the run should have recorded itself as the target's holder"
+            taken_over_from = last_beat.heartbeat_at + timedelta(seconds=HOLDER_SILENT_AFTER_SECONDS)
+
+            stopped: tuple[datetime, float] | None = None  # when the run said it stops (wall clock, monotonic)
+            while lost.process.poll() is None:
+                if stopped is None and "Stopping the run:" in lost.output:
+                    stopped = datetime.now(UTC), time.monotonic()
+                waited = time.monotonic() - silenced
+                assert waited < SILENT_API_EXIT_BOUND + SLOW_MACHINE_MARGIN, f"still running:\n{lost.output[-4000:]}"
+                time.sleep(0.5)
+        finally:
+            if lost.process.poll() is None:
+                os.killpg(lost.process.pid, signal.SIGKILL)
+                lost.process.wait()
+        took = time.monotonic() - silenced
+        output = lost.output
+        assert stopped is not None, output[-4000:]
+        print(
+            f"\nAPI silent mid-run: the run stopped {stopped[1] - silenced:.0f} s and exited {took:.0f} s after the "
+            f"API went silent ({proxy.dropped_bytes} bytes of requests left unanswered); its target could be taken "
+            f"over {(taken_over_from - stopped[0]).total_seconds():.0f} s after it stopped"
+        )  # shown with -s / -rA
+        assert lost.process.returncode != 0, output[-4000:]
+        assert proxy.dropped_bytes > 0, "the run never tried the silent API"
+        assert stopped[0] < taken_over_from, "the run was still going when its target could be taken over"
+        # Named, and told apart from a server that is down (ConnectError): it took the calls and never answered.
+        assert f"Stopping the run: the Prefect API at {proxy.api} has not answered for" in output, output[-4000:]
+        assert "(last call: ReadTimeout" in output, output[-4000:]
+        assert "CANCEL query model.shop_analytics.long_running" in output, output[-4000:]
+        assert not list((workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
+
+        proxy.forward()
+        rerun = workspace.pipeline("--select", "raw_stores", "--retries", "0")
+    rerun_output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, rerun_output[-4000:]
+    # The server freed the slot when the lost run's lease expired (or the rerun takes it over, if the server
+    # has not got round to it yet): either way the rerun finds the lost run gone and ends it.
+    put_right = re.search(
+        r"Target 'dev' was (held by a run that is gone|free, but the run that last held it)", rerun_output
+    )
+    assert put_right, rerun_output[-4000:]
+    print(f"next run once the API answers again: {put_right.group(0)}")
+    assert read_flow_run(prefect_api, output).state_type == StateType.CRASHED
+    assert active_slots(prefect_api) == 0
