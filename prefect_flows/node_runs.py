@@ -108,7 +108,8 @@ class NodeRunReporter:
         elif name == "NodeFinished":
             result = event.data.run_result
             rows = result.adapter_response.fields.get("rows_affected")
-            message = result.message + (f"; rows affected: {int(rows.number_value)}" if rows is not None else "")
+            counted = rows is not None and rows.number_value >= 0  # -1: the adapter could not count (a view)
+            message = result.message + (f"; rows affected: {int(rows.number_value)}" if counted else "")
             self._finish(event.data.node_info, result.status, message)
         elif name == "SkippingDetails":
             self._finish(event.data.node_info, NodeStatus.Skipped, None)
@@ -118,7 +119,7 @@ class NodeRunReporter:
         """The mirrored task runs, by node unique id."""
         return {unique_id: run.task_run for unique_id, run in self._runs.items()}
 
-    def reconcile(self, results: Sequence[NodeResult], *, timeout: float = 30) -> None:
+    def reconcile(self, results: Sequence[NodeResult]) -> None:
         """End every node's task run in the state dbt reported, then flush the events to the API."""
         for result in results:
             run = self._run_for(result.unique_id, result.name, result.resource_type)

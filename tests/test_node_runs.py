@@ -1,0 +1,443 @@
+"""prefect_flows/node_runs.py on its own: dbt's node events in, the task runs a user sees in Prefect out.
+
+The events are dbt's own, built as dbt builds them: real node objects (`ModelNode`, `SeedNode`,
+`SingularTestNode`) give their `node_info`, a real `RunResult` its `to_msg_dict()`, and
+`msg_from_base_event` turns `NodeStart` / `NodeFinished` / `SkippingDetails` into the message a dbt
+callback receives. They are fired from the threads of a pool, as dbt's workers fire them: threads
+that do not carry the step's Prefect context. The sequences are dbt's: a node runs (NodeStart,
+NodeFinished), is skipped after an upstream failure (NodeStart, SkippingDetails, NodeFinished
+"skipped"), or is skipped by fail-fast before it started (SkippingDetails alone).
+
+The task runs go to the session's real Prefect server. One real flow run runs one real task, the
+step `dbt-run`, which makes its reporter as `run_dbt_step` does (from its own task run), feeds it the
+events, reconciles it with dbt's results, and then plays a second attempt of the step; the tests read
+back the task runs the server recorded, which is what the UI shows. Only `final_state_type` is tested
+without the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import pytest
+from dbt.artifacts.resources.base import FileHash
+from dbt.artifacts.schemas.run import RunResult
+from dbt.contracts.graph.nodes import ModelNode, SeedNode, SingularTestNode
+from dbt.events.types import NodeFinished, NodeStart, SkippingDetails
+from dbt_common.events.base_types import BaseEvent, msg_from_base_event
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType, TaskRun
+from prefect.context import TaskRunContext
+from prefect.events.worker import EventsWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from dbt_pipeline.dbt_invocation import NodeResult
+from dbt_pipeline.node_status import NodeStatus
+from prefect_flows.node_runs import NodeRunReporter, final_state_type
+from tests.prefect_api import PAGE, every_page, prefect_client
+
+# What each dbt status must look like in Prefect, written out rather than read from the module: a
+# node that ran fine is Completed, one that made the command fail is Failed, a skipped one (it did
+# not run) is Cancelled. A status dbt adds one day is missing here, and the tests below say so.
+EXPECTED_STATE = {
+    NodeStatus.Success: StateType.COMPLETED,
+    NodeStatus.Pass: StateType.COMPLETED,
+    NodeStatus.Warn: StateType.COMPLETED,
+    NodeStatus.NoOp: StateType.COMPLETED,
+    NodeStatus.Error: StateType.FAILED,
+    NodeStatus.Fail: StateType.FAILED,
+    NodeStatus.RuntimeErr: StateType.FAILED,
+    NodeStatus.PartialSuccess: StateType.FAILED,
+    NodeStatus.Skipped: StateType.CANCELLED,
+}
+FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+STEP = "run"
+RECORDED_WITHIN = 30  # seconds for the server to record every event (well under one normally)
+
+
+# --------------------------------------------------------------------------------------------------
+# Without the server: the state each dbt status ends in.
+
+
+@pytest.mark.parametrize("status", list(NodeStatus), ids=str)
+def test_every_dbt_status_ends_in_its_state(status: NodeStatus) -> None:
+    """Each status of this dbt, as a plain string (dbt's events carry strings), maps to its state type."""
+    assert status in EXPECTED_STATE, f"dbt has a node status this pipeline has not decided on: {status!r}"
+    assert final_state_type(status.value) is EXPECTED_STATE[status]
+
+
+def test_a_status_dbt_does_not_know_fails() -> None:
+    """A status outside dbt's NodeStatus (a newer dbt, a typo) fails the node rather than passing it."""
+    assert final_state_type("exploded") is StateType.FAILED
+    assert final_state_type("") is StateType.FAILED
+
+
+# --------------------------------------------------------------------------------------------------
+# A step of dbt nodes, as dbt reports them.
+
+
+def _node(kind: str, name: str) -> ModelNode | SeedNode | SingularTestNode:
+    """A dbt node of project `shop`, as dbt's parser makes it (what `node_info` is built from)."""
+    node_class, folder, extension = {
+        "model": (ModelNode, "models", "sql"),
+        "seed": (SeedNode, "seeds", "csv"),
+        "test": (SingularTestNode, "tests", "sql"),
+    }[kind]
+    return node_class(  # type: ignore[no-any-return]
+        database="warehouse",
+        schema="analytics",
+        name=name,
+        resource_type=kind,
+        package_name="shop",
+        path=f"{name}.{extension}",
+        original_file_path=f"{folder}/{name}.{extension}",
+        unique_id=f"{kind}.shop.{name}",
+        fqn=["shop", name],
+        alias=name,
+        checksum=FileHash.from_contents(name),
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    """One node of the step: the events dbt fires for it and its entry in dbt's results.
+
+    Attributes:
+        events: The dbt events the reporter receives for the node, in order.
+        status: Its status in dbt's results (run_results.json); None when dbt reported no result.
+        event_status: The status its NodeFinished event carries, when it differs from the result's.
+    """
+
+    kind: str
+    name: str
+    events: tuple[str, ...]
+    status: str | None
+    message: str = "OK"
+    adapter_response: dict[str, Any] = field(default_factory=dict)
+    failures: int | None = None
+    event_status: str | None = None
+
+    @property
+    def unique_id(self) -> str:
+        return f"{self.kind}.shop.{self.name}"
+
+    def result(self) -> NodeResult | None:
+        """The node as `invoke_dbt` reports it from dbt's results (what `reconcile` is given)."""
+        if self.status is None:
+            return None
+        return NodeResult(
+            unique_id=self.unique_id,
+            name=self.name,
+            resource_type=self.kind,
+            status=self.status,
+            message=self.message,
+            execution_time=0.25,
+            failures=self.failures,
+            adapter_response=self.adapter_response,
+            thread="Thread-1 (worker)",
+        )
+
+
+RAN = ("NodeStart", "NodeFinished")
+TEST_STATUSES = {NodeStatus.Pass, NodeStatus.Fail, NodeStatus.Warn}
+
+
+def _slug(status: str) -> str:
+    return status.replace(" ", "_").replace("-", "_")
+
+
+# One node per dbt status, run to the end through dbt's events (tests for the statuses of tests).
+# A skipped node: dbt starts it, finds an upstream failure, fires SkippingDetails then NodeFinished.
+STATUS_CASES = {
+    status: Case(
+        "test" if status in TEST_STATUSES else "model",
+        f"status_{_slug(status)}",
+        ("NodeStart", "SkippingDetails", "NodeFinished") if status == NodeStatus.Skipped else RAN,
+        status,
+        message="" if status == NodeStatus.Skipped else f"dbt says {status}",
+    )
+    for status in NodeStatus
+}
+SEED_WITH_ROWS = Case("seed", "raw_orders", RAN, "success", "INSERT 42", {"_message": "INSERT 42", "rows_affected": 42})
+# dbt-postgres reports a view's creation with psycopg2's rowcount, -1: the count is unknown, not -1.
+VIEW_ROWS_UNKNOWN = Case(
+    "model",
+    "orders_view",
+    RAN,
+    "success",
+    "CREATE VIEW",
+    {"_message": "CREATE VIEW", "code": "CREATE VIEW", "rows_affected": -1},
+)
+SKIPPED_BY_FAIL_FAST = Case("model", "never_started", ("SkippingDetails",), "skipped", "")
+NO_RESULT = Case("model", "interrupted", ("NodeStart",), None)
+FINISH_MISSED = Case("model", "finish_missed", ("NodeStart",), "success", "OK", {"rows_affected": 7})
+NO_EVENT = Case("model", "no_event", (), "success", "OK")
+TEST_NO_EVENT = Case("test", "unique_orders_id", (), "fail", "Got 3 results, configured to fail if != 0", failures=3)
+RESULT_DISAGREES = Case("model", "results_win", RAN, "error", "Database Error: relation gone", event_status="success")
+# The node the second attempt of the step reruns (with `dbt retry`), and succeeds.
+RETRIED = STATUS_CASES[NodeStatus.Error]
+
+CASES = (
+    *STATUS_CASES.values(),
+    SEED_WITH_ROWS,
+    VIEW_ROWS_UNKNOWN,
+    SKIPPED_BY_FAIL_FAST,
+    NO_RESULT,
+    FINISH_MISSED,
+    NO_EVENT,
+    TEST_NO_EVENT,
+    RESULT_DISAGREES,
+)
+
+
+def _dbt_event(case: Case, name: str, node: ModelNode | SeedNode | SingularTestNode, status: str | None = None) -> Any:
+    """The message a dbt callback receives, built as dbt's `call_runner` and `on_skip` build it."""
+    event: BaseEvent
+    if name == "NodeStart":
+        event = NodeStart(node_info=node.node_info)
+    elif name == "SkippingDetails":
+        event = SkippingDetails(
+            resource_type=case.kind,
+            schema=node.schema,
+            node_name=case.name,
+            index=1,
+            total=len(CASES),
+            node_info=node.node_info,
+            group=None,
+        )
+    else:
+        result = RunResult(
+            status=status or case.event_status or case.status,  # type: ignore[arg-type]
+            timing=[],
+            thread_id=threading.current_thread().name,
+            execution_time=0.25,
+            adapter_response=case.adapter_response,
+            message=case.message,
+            failures=case.failures,
+            node=node,
+            batch_results=None,
+        )
+        event = NodeFinished(node_info=node.node_info, run_result=result.to_msg_dict())  # type: ignore[no-untyped-call]
+    return msg_from_base_event(event)
+
+
+def _run_nodes(reporter: NodeRunReporter, cases: tuple[Case, ...], status: str | None = None) -> None:
+    """Fire each node's events in order, from the threads of a pool (which lack the step's context)."""
+
+    def one_node(case: Case) -> None:
+        node = _node(case.kind, case.name)
+        for name in case.events:
+            reporter(_dbt_event(case, name, node, status))
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="Thread") as pool:
+        list(pool.map(one_node, cases))
+
+
+@dataclass(frozen=True)
+class StepRun:
+    flow_run_id: UUID
+    step_task_run_id: UUID
+    attempts: tuple[dict[str, TaskRun], ...]  # per attempt: the reporter's own task runs by unique id
+
+
+@task(name="dbt-run", cache_policy=NO_CACHE)
+def dbt_step() -> StepRun:
+    """The step, as `run_dbt_step` makes its reporter; then a second attempt, rerunning the failed node."""
+    task_run = TaskRunContext.get().task_run  # type: ignore[union-attr]
+    assert task_run.flow_run_id is not None
+    first = NodeRunReporter(task_run.flow_run_id, task_run.id, STEP, 1)
+    _run_nodes(first, CASES)
+    first.reconcile([result for case in CASES if (result := case.result()) is not None])
+
+    second = NodeRunReporter(task_run.flow_run_id, task_run.id, STEP, 2)
+    _run_nodes(second, (RETRIED,), NodeStatus.Success)
+    retried = RETRIED.result()
+    assert retried is not None
+    second.reconcile([dataclasses.replace(retried, status=NodeStatus.Success)])
+    return StepRun(task_run.flow_run_id, task_run.id, (first.task_runs, second.task_runs))
+
+
+@flow(name="unit-test-node-runs")
+def one_step_flow() -> StepRun:
+    return dbt_step()
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the server recorded for the step's nodes: what a user sees in the UI."""
+
+    step_run: StepRun
+    runs: dict[UUID, TaskRun]  # every task run of the flow run (the step's and the nodes'), by id
+    behind: tuple[UUID, ...]  # node runs whose last state the server had not recorded in time
+
+    def attempt(self, number: int) -> dict[str, TaskRun]:
+        """The recorded node runs of the step's attempt `number`, by unique id."""
+        mirrored = self.step_run.attempts[number - 1]
+        return {unique_id: self.runs[run.id] for unique_id, run in mirrored.items() if run.id in self.runs}
+
+    def node(self, case: Case) -> TaskRun:
+        run = self.attempt(1).get(case.unique_id)
+        assert run is not None, f"the server recorded no task run for {case.unique_id}"
+        return run
+
+
+def _read_recorded(prefect_api: str, step_run: StepRun) -> Recorded:
+    """The flow run's task runs once the server has recorded the last event of every node run (or time is up)."""
+    expected = {run.id: run.state_id for attempt in step_run.attempts for run in attempt.values()}
+    only_this_run = FlowRunFilter(id=FlowRunFilterId(any_=[step_run.flow_run_id]))
+    deadline = time.monotonic() + RECORDED_WITHIN
+    with prefect_client(prefect_api) as client:
+        while True:
+            runs = {
+                run.id: run
+                for run in every_page(
+                    lambda offset: client.read_task_runs(flow_run_filter=only_this_run, limit=PAGE, offset=offset)
+                )
+            }
+            behind = tuple(
+                run_id
+                for run_id, state_id in expected.items()
+                if getattr(runs.get(run_id), "state_id", None) != state_id
+            )
+            if not behind or time.monotonic() > deadline:
+                return Recorded(step_run, runs, behind)
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def recorded(prefect_api: str) -> Iterator[Recorded]:
+    """One flow run whose step mirrors CASES (then retries one node), as the session's server recorded it."""
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        # The events worker is a process-wide singleton bound to the API it first saw: start a fresh one on this API.
+        EventsWorker.drain_all(timeout=30)
+        step_run = one_step_flow()
+        yield _read_recorded(prefect_api, step_run)
+        EventsWorker.drain_all(timeout=30)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a user sees in Prefect.
+
+
+def _parents(run: TaskRun) -> list[UUID]:
+    return [parent.id for parent in run.task_inputs.get("__parents__", [])]  # type: ignore[union-attr]
+
+
+def test_the_server_recorded_the_last_state_of_every_node_run(recorded: Recorded) -> None:
+    """Every state the reporter sent reached the server, the final one last: the UI shows the same."""
+    assert not recorded.behind, f"{len(recorded.behind)} node runs not (or not finally) recorded"
+
+
+def test_each_node_is_one_task_run_named_after_it_under_its_step(recorded: Recorded) -> None:
+    """Every node dbt told of (by an event or in its results) is one task run, named after the node,
+    filed under the flow run and nested under the step's task run, tagged with its type and step."""
+    nodes = recorded.attempt(1)
+    assert set(nodes) == {case.unique_id for case in CASES}
+    step = recorded.runs[recorded.step_run.step_task_run_id]
+    assert step.name.startswith("dbt-run")
+    for case in CASES:
+        run = nodes[case.unique_id]
+        assert run.name == case.name
+        assert run.flow_run_id == recorded.step_run.flow_run_id, case.unique_id
+        assert _parents(run) == [step.id], case.unique_id
+        assert set(run.tags) == {f"dbt:{case.kind}", f"dbt-step:{STEP}"}, case.unique_id
+    assert len({run.id for run in nodes.values()}) == len(CASES)
+
+
+@pytest.mark.parametrize("status", list(NodeStatus), ids=str)
+def test_a_node_ends_in_the_state_of_its_dbt_status(recorded: Recorded, status: NodeStatus) -> None:
+    """A node dbt ran to the end (or skipped after starting it) ends in its status's state, named after it."""
+    run = recorded.node(STATUS_CASES[status])
+    assert run.state_type is EXPECTED_STATE.get(status), run.state
+    assert run.state_name is not None
+    assert run.state_name.lower() == status
+    assert run.start_time is not None  # dbt started it: the user sees when
+    assert run.end_time is not None
+    assert run.end_time >= run.start_time
+
+
+def test_a_node_skipped_before_it_started_is_cancelled_and_never_ran(recorded: Recorded) -> None:
+    """dbt's fail-fast skips the nodes it had not started (SkippingDetails alone): Cancelled, no start."""
+    run = recorded.node(SKIPPED_BY_FAIL_FAST)
+    assert (run.state_type, run.state_name) == (StateType.CANCELLED, "Skipped")
+    assert run.start_time is None
+    assert run.run_count == 0
+
+
+def test_a_node_started_without_result_fails_saying_so(recorded: Recorded) -> None:
+    """A node dbt started and never reported on (an interrupted thread) is not left Running: it fails."""
+    run = recorded.node(NO_RESULT)
+    assert run.state_type is StateType.FAILED
+    assert run.state is not None
+    assert "dbt reported no result" in (run.state.message or "")
+    assert NO_RESULT.unique_id in (run.state.message or "")
+
+
+def test_reconcile_ends_a_node_whose_finish_event_was_missed(recorded: Recorded) -> None:
+    """Started, its NodeFinished never seen, in dbt's results as success: Completed, with its rows."""
+    run = recorded.node(FINISH_MISSED)
+    assert (run.state_type, run.state_name) == (StateType.COMPLETED, "Success")
+    assert run.state is not None
+    assert run.state.message == "OK; rows affected: 7"
+
+
+def test_reconcile_adds_the_nodes_dbt_sent_no_event_for(recorded: Recorded) -> None:
+    """A node only dbt's results name still gets its task run, with the test's count of failing rows."""
+    ran = recorded.node(NO_EVENT)
+    assert (ran.state_type, ran.state_name) == (StateType.COMPLETED, "Success")
+    failing = recorded.node(TEST_NO_EVENT)
+    assert (failing.state_type, failing.state_name) == (StateType.FAILED, "Fail")
+    assert failing.state is not None
+    assert failing.state.message == "Got 3 results, configured to fail if != 0; failing rows: 3"
+
+
+def test_dbt_results_win_over_the_event(recorded: Recorded) -> None:
+    """When dbt's results (run_results.json) say otherwise than the node's NodeFinished, the results win."""
+    run = recorded.node(RESULT_DISAGREES)
+    assert (run.state_type, run.state_name) == (StateType.FAILED, "Error")
+    assert run.state is not None
+    assert "relation gone" in (run.state.message or "")
+
+
+def test_the_message_says_how_many_rows_a_node_wrote(recorded: Recorded) -> None:
+    """dbt's message, then the rows affected when the adapter counted them."""
+    seed = recorded.node(SEED_WITH_ROWS)
+    assert seed.state is not None
+    assert seed.state.message == "INSERT 42; rows affected: 42"
+    error = recorded.node(STATUS_CASES[NodeStatus.Error])
+    assert error.state is not None
+    assert error.state.message == "dbt says error"  # no count when the adapter gave none
+
+
+def test_an_unknown_row_count_is_not_shown_as_rows_affected(recorded: Recorded) -> None:
+    """dbt-postgres says -1 rows for a view (psycopg2's "unknown"): the message must not claim -1 rows."""
+    view = recorded.node(VIEW_ROWS_UNKNOWN)
+    assert view.state is not None
+    assert view.state.message == "CREATE VIEW"
+
+
+def test_a_retried_step_gets_a_task_run_per_attempt(recorded: Recorded) -> None:
+    """The second attempt's node is a task run of its own: the first attempt's failure stays visible."""
+    first, second = recorded.attempt(1)[RETRIED.unique_id], recorded.attempt(2)[RETRIED.unique_id]
+    assert first.id != second.id
+    assert first.dynamic_key != second.dynamic_key
+    assert (first.state_type, second.state_type) == (StateType.FAILED, StateType.COMPLETED)
+    assert _parents(second) == [recorded.step_run.step_task_run_id]
+    assert set(recorded.attempt(2)) == {RETRIED.unique_id}
+
+
+def test_nothing_is_left_running_after_reconcile(recorded: Recorded) -> None:
+    """Once the step reconciled, every node run of either attempt is in a final state on the server."""
+    nodes = [*recorded.attempt(1).values(), *recorded.attempt(2).values()]
+    assert len(nodes) == len(CASES) + 1
+    not_final = {run.name: run.state_type for run in nodes if run.state_type not in FINAL}
+    assert not not_final

@@ -1,0 +1,534 @@
+"""prefect_flows/run_report.py from hand-made results: the markdown, the node table, the SVG timeline and
+the files, without running dbt.
+
+The results are the pipeline's own types (`StepReport`, `DbtCommandResult`, `NodeResult`) filled in as
+`invoke_dbt` fills them. `publish_report` runs once, in a real flow run on the session's Prefect
+server, as the pipeline's flow calls it (two artifacts of the flow run, the files, the run summary);
+the end-to-end tests (test_pipeline.py, test_alerts.py) read the report of real dbt runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+from prefect import flow
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.context import FlowRunContext
+from prefect.events.worker import EventsWorker
+
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
+from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.node_status import NodeOutcome
+from dbt_pipeline.run_summary import RunSummary
+from prefect_flows import run_report
+from prefect_flows.run_report import (
+    DOCS_FILES,
+    StepReport,
+    node_table,
+    publish_report,
+    render_markdown,
+    render_timeline,
+    report_title,
+    run_directory,
+    save_step_artifacts,
+    serve_docs_command,
+    write_report,
+)
+from tests.prefect_api import prefect_client
+
+SVG = "{http://www.w3.org/2000/svg}"
+GREEN = run_report._OUTCOME_COLOURS[NodeOutcome.PASSED]
+RED = run_report._OUTCOME_COLOURS[NodeOutcome.FAILED]
+GREY = run_report._OUTCOME_COLOURS[NodeOutcome.SKIPPED]
+YELLOW = run_report._WARNING_COLOUR
+T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+TIMELINE_PATH = Path("/runs/r/timeline.svg")
+
+
+def node(
+    unique_id: str,
+    status: str,
+    *,
+    seconds: float = 1.0,
+    start: float | None = 0.0,
+    thread: str = "Thread-1 (worker)",
+    message: str | None = "OK",
+    **fields: object,
+) -> NodeResult:
+    """A node as `invoke_dbt` reports it; `start` seconds after T0 (None: dbt gave it no timing)."""
+    kind, _, name = unique_id.split(".")
+    timing: dict[str, object] = {}
+    if start is not None:
+        timing = {"started_at": T0 + timedelta(seconds=start), "completed_at": T0 + timedelta(seconds=start + seconds)}
+    return NodeResult(
+        unique_id=unique_id,
+        name=name,
+        resource_type=kind,
+        status=status,
+        message=message,
+        execution_time=seconds,
+        thread=thread,
+        **timing,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def command(line: str, *nodes: NodeResult, success: bool | None = None, error: str | None = None) -> DbtCommandResult:
+    return DbtCommandResult(
+        command=line,
+        success=(error is None and not any(n.failed for n in nodes)) if success is None else success,
+        nodes=nodes,
+        error=error,
+        log_path=Path("/project/logs/dbt.log"),
+    )
+
+
+SEEDS = (
+    node("seed.shop.raw_orders", "success", seconds=0.5, adapter_response={"rows_affected": 120}),
+    node("seed.shop.raw_stores", "success", seconds=0.3, start=0.5, adapter_response={"rows_affected": 4}),
+)
+MODELS = (
+    node("model.shop.orders", "success", seconds=2.0, start=1.0, adapter_response={"rows_affected": -1}),
+    node(
+        "model.shop.revenue",
+        "error",
+        seconds=1.5,
+        start=1.0,
+        thread="Thread-2 (worker)",
+        message="Database Error in model revenue\n  column | amount\n  does not exist",
+    ),
+    node("model.shop.margins", "skipped", seconds=0.0, start=None, message=None),
+)
+FAILED_RUN = (
+    StepReport("seed", command("dbt seed --target dev", *SEEDS)),
+    StepReport("run", command("dbt run --target dev", *MODELS)),
+    StepReport("test", None),
+    StepReport("docs-generate", None),
+)
+
+
+def markdown(steps: tuple[StepReport, ...] = FAILED_RUN, timeline_path: Path = TIMELINE_PATH) -> str:
+    return render_markdown(title="The title", steps=steps, timeline="<svg/>", timeline_path=timeline_path)
+
+
+# --------------------------------------------------------------------------------------------------
+# The markdown report.
+
+
+def test_report_lists_every_step_with_its_status_and_node_count() -> None:
+    """Steps that ran say success or failed (marked), with their command; the ones after a failure say not run."""
+    report = markdown()
+    assert "| seed | `dbt seed --target dev` | success | 2 |" in report
+    assert "| run | `dbt run --target dev` | **failed** | 3 |" in report
+    assert "| test | | not run | |" in report
+    assert "| docs-generate | | not run | |" in report
+    table = report.split("## Steps\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert table[:2] == ["| step | command | status | nodes |", "|---|---|---|---|"]
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| seed", "| run", "| test", "| docs-generate"]  # run order
+
+
+def test_report_opens_with_the_title_and_totals() -> None:
+    """The title, then every node counted by status (alphabetical) and the total node time."""
+    lines = markdown().splitlines()
+    assert lines[0] == "# The title"
+    assert lines[2] == "**5 nodes** · error: 1 · skipped: 1 · success: 3 · node time 4.3 s"
+
+
+def test_failures_name_each_failed_node_and_step_error_on_one_line() -> None:
+    """A failed node with its status, failing rows and message (flattened to one line); a step dbt could not run."""
+    test_step = command(
+        "dbt test --target dev",
+        node("test.shop.unique_orders_id", "fail", message="Got 3 results, configured to fail if != 0", failures=3),
+        node("test.shop.not_null_orders_id", "pass"),
+    )
+    broken = command("dbt snapshot --target dev", error="Compilation Error\n  in snapshot orders_history")
+    steps = (*FAILED_RUN[:2], StepReport("snapshot", broken), StepReport("test", test_step))
+    report = markdown(steps)
+    failures = report.split("## Failures\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert failures == [
+        "- step **snapshot**: Compilation Error in snapshot orders_history",
+        r"- `model.shop.revenue` **error**: Database Error in model revenue column \| amount does not exist",
+        "- `test.shop.unique_orders_id` **fail** (3 failing rows): Got 3 results, configured to fail if != 0",
+    ]
+
+
+def test_a_run_without_failure_has_no_failures_section() -> None:
+    report = markdown((StepReport("seed", command("dbt seed --target dev", *SEEDS)),))
+    assert "## Failures" not in report
+    assert "**2 nodes** · success: 2 · node time 0.8 s" in report
+
+
+def test_report_shows_bigquery_bytes_only_when_billed() -> None:
+    """BigQuery's bytes processed and billed, summed over the nodes; nothing for adapters that bill none."""
+    on_bigquery = command(
+        "dbt run --target prod",
+        node("model.shop.a", "success", adapter_response={"bytes_processed": 3 * 2**29, "bytes_billed": 2**30}),
+        node("model.shop.b", "success", adapter_response={"bytes_processed": None, "bytes_billed": 2**30}),
+    )
+    report = markdown((StepReport("run", on_bigquery),))
+    assert "**BigQuery**: 1.5 GiB processed · 2.0 GiB billed" in report
+    assert "BigQuery" not in markdown()
+
+
+def test_report_embeds_the_timeline_and_says_where_it_is_saved() -> None:
+    """The SVG is inlined as a data URI (an artifact cannot link to a local file); its path is given."""
+    svg = render_timeline(FAILED_RUN)
+    report = render_markdown(title="t", steps=FAILED_RUN, timeline=svg, timeline_path=TIMELINE_PATH)
+    match = re.search(
+        r"!\[timeline of node durations per thread\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", report
+    )
+    assert match
+    assert base64.b64decode(match.group(1)).decode() == svg
+    assert f"Saved as `{TIMELINE_PATH}`." in report
+
+
+def test_report_points_to_the_docs_only_when_this_run_saved_them(tmp_path: Path) -> None:
+    """After docs generate, the report names the saved docs site and the command that serves it."""
+    timeline_path = tmp_path / "timeline.svg"
+    assert "## Docs" not in markdown(timeline_path=timeline_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("<html></html>")
+    report = markdown(timeline_path=timeline_path)
+    assert f"dbt docs of this run: `{tmp_path / 'docs' / 'index.html'}`" in report
+    assert f"Serve them: `{serve_docs_command(tmp_path / 'docs')}`" in report
+    assert serve_docs_command(tmp_path / "docs").endswith(f"--directory {tmp_path / 'docs'}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The node table.
+
+
+def test_node_table_has_one_row_per_node_slowest_first() -> None:
+    table = node_table(FAILED_RUN)
+    assert [row["node"] for row in table] == ["orders", "revenue", "raw_orders", "raw_stores", "margins"]
+    assert [row["step"] for row in table] == ["run", "run", "seed", "seed", "run"]
+    assert all(list(row) == list(table[0]) for row in table)
+    assert list(table[0]) == [
+        "node",
+        "type",
+        "step",
+        "status",
+        "duration_s",
+        "rows_affected",
+        "bytes_processed",
+        "bytes_billed",
+        "failures",
+        "message",
+    ]
+
+
+def test_node_table_keeps_dbt_order_among_equal_durations() -> None:
+    steps = (StepReport("run", command("dbt run", *(node(f"model.shop.m{i}", "success") for i in (3, 1, 2)))),)
+    assert [row["node"] for row in node_table(steps)] == ["m3", "m1", "m2"]
+
+
+def test_node_table_row_values() -> None:
+    """Each row: type, status, rounded duration, rows (unknown -1 left empty), bytes, failures, one-line message."""
+    long_message = "x" * 250
+    steps = (
+        StepReport(
+            "test",
+            command(
+                "dbt test",
+                node("test.shop.t", "fail", seconds=0.12345, failures=3, message=long_message),
+                node("seed.shop.s", "success", seconds=0.1, adapter_response={"rows_affected": 12, "bytes_billed": 9}),
+                node("model.shop.v", "success", seconds=0.05, adapter_response={"rows_affected": -1}),
+            ),
+        ),
+    )
+    test, seed, view = node_table(steps)
+    assert test == {
+        "node": "t",
+        "type": "test",
+        "step": "test",
+        "status": "fail",
+        "duration_s": 0.123,
+        "rows_affected": None,
+        "bytes_processed": None,
+        "bytes_billed": None,
+        "failures": 3,
+        "message": "x" * 199 + "…",
+    }
+    assert (seed["rows_affected"], seed["bytes_billed"]) == (12, 9)
+    assert view["rows_affected"] is None
+
+
+def test_node_table_of_a_run_with_no_node_is_empty() -> None:
+    assert node_table((StepReport("deps", command("dbt deps")), StepReport("run", None))) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The timeline.
+
+
+def bars(svg: str) -> dict[str, ET.Element]:
+    """The timeline's bars by the unique id their tooltip names."""
+    root = ET.fromstring(svg)
+    found = {}
+    for rect in root.iter(f"{SVG}rect"):
+        title = rect.find(f"{SVG}title")
+        if title is not None:
+            assert title.text is not None
+            found[title.text.split(" ")[0]] = rect
+    return found
+
+
+def texts(svg: str) -> list[str]:
+    return [text.text or "" for text in ET.fromstring(svg).iter(f"{SVG}text")]
+
+
+def test_timeline_is_svg_with_one_bar_per_node_that_ran() -> None:
+    """Valid SVG; a bar for each node dbt timed (a skipped node has no timing, so no bar)."""
+    svg = render_timeline(FAILED_RUN)
+    root = ET.fromstring(svg)
+    assert root.tag == f"{SVG}svg"
+    assert set(bars(svg)) == {"seed.shop.raw_orders", "seed.shop.raw_stores", "model.shop.orders", "model.shop.revenue"}
+    title = bars(svg)["model.shop.revenue"].find(f"{SVG}title")
+    assert title is not None
+    assert title.text == "model.shop.revenue (error) 1.50 s"
+
+
+def test_timeline_colours_bars_by_outcome() -> None:
+    """Passed green, warned yellow, failed red, skipped grey: the module's colours."""
+    steps = (
+        StepReport(
+            "build",
+            command(
+                "dbt build",
+                *(
+                    node(f"test.shop.{status.replace(' ', '_').replace('-', '_')}", status, start=index)
+                    for index, status in enumerate(
+                        [
+                            "success",
+                            "pass",
+                            "no-op",
+                            "warn",
+                            "error",
+                            "fail",
+                            "runtime error",
+                            "partial success",
+                            "skipped",
+                        ]
+                    )
+                ),
+            ),
+        ),
+    )
+    colours = {unique_id.split(".")[2]: rect.get("fill") for unique_id, rect in bars(render_timeline(steps)).items()}
+    assert colours == {
+        "success": GREEN,
+        "pass": GREEN,
+        "no_op": GREEN,
+        "warn": YELLOW,
+        "error": RED,
+        "fail": RED,
+        "runtime_error": RED,
+        "partial_success": RED,
+        "skipped": GREY,
+    }
+    assert len({GREEN, YELLOW, RED, GREY}) == 4
+
+
+def test_timeline_has_a_lane_per_step_and_thread() -> None:
+    """Lanes are labelled `<step> · <thread>` (the main thread when dbt gave none); bars sit in their lane."""
+    steps = (
+        *FAILED_RUN,
+        StepReport("snapshot", command("dbt snapshot", node("snapshot.shop.h", "success", start=4, thread=""))),
+    )
+    svg = render_timeline(steps)
+    labels = [text for text in texts(svg) if " · " in text]
+    assert labels == ["seed · Thread-1", "run · Thread-1", "run · Thread-2", "snapshot · main"]
+    lane_y = {label: index for index, label in enumerate(labels)}
+    found = bars(svg)
+    y = {unique_id: float(rect.get("y", "nan")) for unique_id, rect in found.items()}
+    assert y["seed.shop.raw_orders"] == y["seed.shop.raw_stores"]
+    assert y["model.shop.orders"] > y["seed.shop.raw_orders"]
+    assert y["model.shop.revenue"] > y["model.shop.orders"]
+    assert y["snapshot.shop.h"] > y["model.shop.revenue"]
+    assert len(set(y.values())) == len(lane_y)
+
+
+def test_timeline_bars_are_placed_on_the_time_axis() -> None:
+    """The first node starts at the axis's 0, the last to end reaches its end; widths are proportional."""
+    svg = render_timeline(FAILED_RUN)  # from T0 to T0 + 3 s (orders: 1 s to 3 s)
+    found = bars(svg)
+    left, width = run_report._LABEL_WIDTH, run_report._CHART_WIDTH
+
+    def span(unique_id: str) -> tuple[float, float]:
+        rect = found[unique_id]
+        return float(rect.get("x", "nan")), float(rect.get("width", "nan"))
+
+    x, w = span("seed.shop.raw_orders")
+    assert x == left
+    assert w == pytest.approx(width * 0.5 / 3, abs=0.1)
+    x, w = span("model.shop.orders")
+    assert x == pytest.approx(left + width / 3, abs=0.1)
+    assert x + w == pytest.approx(left + width, abs=0.1)
+    ticks = [text for text in texts(svg) if text.endswith("s") and text[:-1].replace(".", "").isdigit()]
+    assert ticks == ["0.0s", "0.6s", "1.2s", "1.8s", "2.4s", "3.0s"]
+
+
+def test_timeline_without_a_timed_node_says_so() -> None:
+    svg = render_timeline((StepReport("run", command("dbt run", MODELS[2])), StepReport("test", None)))
+    assert "No node ran." in texts(svg)
+    assert bars(svg) == {}
+
+
+# --------------------------------------------------------------------------------------------------
+# Small pieces: the title, byte counts, table cells.
+
+
+def test_report_title_says_the_outcome_first() -> None:
+    at = datetime(2026, 3, 2, 6, 5, 59, tzinfo=UTC)
+    assert (
+        report_title(target="dev", project="shop", success=True, run_name="brave-fox", at=at)
+        == "dbt run succeeded: `shop` on target `dev` (brave-fox, 2026-03-02 06:05 UTC)"
+    )
+    assert report_title(target="prod", project="shop", success=False, run_name="x", at=at).startswith(
+        "dbt run FAILED: `shop` on target `prod`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1536, "1.5 KiB"),
+        (5 * 2**20, "5.0 MiB"),
+        (2**30, "1.0 GiB"),
+        (2**40, "1.0 TiB"),
+        (2**50, "1024.0 TiB"),  # no unit past TiB
+    ],
+)
+def test_bytes_read_in_binary_units(count: int, text: str) -> None:
+    assert run_report._bytes(count) == text
+
+
+def test_cell_is_one_line_with_pipes_escaped() -> None:
+    """A cell never breaks the markdown table it is in: newlines and runs of blanks become one space."""
+    assert run_report._cell("Database Error\n  relation | x\r\n\tmissing ") == r"Database Error relation \| x missing"
+    assert run_report._cell(None) == ""
+
+
+def test_cell_cuts_long_text_with_an_ellipsis() -> None:
+    assert run_report._cell("y" * 300) == "y" * 300
+    assert run_report._cell("y" * 301) == "y" * 299 + "…"
+    assert len(run_report._cell("z" * 5000, limit=40)) == 40
+
+
+# --------------------------------------------------------------------------------------------------
+# Files.
+
+
+def test_run_directory_is_beside_the_targets_dbt_artifacts(tmp_path: Path) -> None:
+    assert run_directory(tmp_path, "prod", "brave-fox") == tmp_path / "target" / "prod" / "runs" / "brave-fox"
+
+
+def test_write_report_saves_report_timeline_and_node_table(tmp_path: Path) -> None:
+    directory = tmp_path / "target" / "dev" / "runs" / "r"  # made if missing
+    table = node_table(FAILED_RUN)
+    svg = render_timeline(FAILED_RUN)
+    write_report(directory, "# report\n", svg, table)
+    assert (directory / "report.md").read_text(encoding="utf-8") == "# report\n"
+    assert (directory / "timeline.svg").read_text(encoding="utf-8") == svg
+    assert json.loads((directory / "nodes.json").read_text(encoding="utf-8")) == table
+
+
+def dbt_target(project: Path, target: str, *files: str) -> Path:
+    """The target's folder as dbt left it after a command: the named files, each holding its own name."""
+    path = project / "target" / target
+    path.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (path / name).write_text(f"{name} of this step")
+    return path
+
+
+def test_each_step_keeps_its_run_results(tmp_path: Path) -> None:
+    """The step's run_results.json is copied under the step's name (the next step overwrites dbt's own)."""
+    directory = run_directory(tmp_path, "dev", "r")
+    dbt_target(tmp_path, "dev", "run_results.json", "catalog.json", *DOCS_FILES)
+    save_step_artifacts(directory, "run", tmp_path, "dev")
+    assert (directory / "run.run_results.json").read_text() == "run_results.json of this step"
+    assert not (directory / "docs").exists(), "only docs generate saves the docs"
+
+
+def test_a_step_without_run_results_saves_none(tmp_path: Path) -> None:
+    directory = run_directory(tmp_path, "dev", "r")
+    dbt_target(tmp_path, "dev")
+    save_step_artifacts(directory, "deps", tmp_path, "dev")
+    assert list(directory.iterdir()) == []
+
+
+def test_docs_generate_saves_the_docs_site(tmp_path: Path) -> None:
+    """After docs generate: index.html, catalog.json and manifest.json in docs/, which the report then names."""
+    directory = run_directory(tmp_path, "dev", "r")
+    dbt_target(tmp_path, "dev", "run_results.json", *DOCS_FILES)
+    save_step_artifacts(directory, "docs-generate", tmp_path, "dev")
+    assert sorted(path.name for path in (directory / "docs").iterdir()) == sorted(DOCS_FILES)
+    assert (directory / "docs" / "catalog.json").read_text() == "catalog.json of this step"
+    assert (directory / "docs-generate.run_results.json").is_file()
+    assert "## Docs" in markdown(timeline_path=directory / "timeline.svg")
+
+
+def test_docs_generate_without_a_catalog_saves_no_docs(tmp_path: Path) -> None:
+    directory = run_directory(tmp_path, "dev", "r")
+    dbt_target(tmp_path, "dev", "manifest.json")
+    save_step_artifacts(directory, "docs-generate", tmp_path, "dev")
+    assert not (directory / "docs").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Publishing, against the session's real Prefect server.
+
+
+@flow(name="unit-test-run-report")
+def publishing_flow(project_dir: str, target: str) -> tuple[Path, UUID]:
+    """Publish FAILED_RUN's report from a flow run, as the pipeline's flow does."""
+    project = DbtProject(path=Path(project_dir), name="shop", profile="shop", has_packages=False)
+    directory = publish_report(project=project, target=target, run_name="brave-fox", steps=FAILED_RUN)
+    context = FlowRunContext.get()
+    assert context is not None
+    assert context.flow_run is not None
+    return directory, context.flow_run.id
+
+
+def test_publish_report_saves_the_files_and_publishes_the_artifacts(tmp_path: Path, prefect_api: str) -> None:
+    """The report and the node table as artifacts of the flow run, keyed by target; on disk the report, timeline,
+    nodes and the summary the alert reads, which links to the report artifact."""
+    target = f"unit-{uuid4().hex[:12]}"  # artifact keys of its own on the shared server
+    with prefect_client(prefect_api) as client:  # its API settings hold for the flow run too
+        directory, flow_run_id = publishing_flow(str(tmp_path), target)
+        EventsWorker.drain_all(timeout=30)  # the artifacts' events, sent while this server runs
+        this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        artifacts = {
+            artifact.key: artifact
+            for artifact in client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_=target)), flow_run_filter=this_run
+            )
+        }
+    assert set(artifacts) == {f"dbt-run-report-{target}", f"dbt-nodes-{target}"}
+    report, table = artifacts[f"dbt-run-report-{target}"], artifacts[f"dbt-nodes-{target}"]
+    assert directory == run_directory(tmp_path, target, "brave-fox")
+    markdown_file = (directory / "report.md").read_text(encoding="utf-8")
+    assert report.type == "markdown"
+    assert report.data == markdown_file
+    assert markdown_file.startswith(f"# dbt run FAILED: `shop` on target `{target}` (brave-fox, ")
+    assert table.type == "table"
+    assert json.loads(str(table.data)) == json.loads((directory / "nodes.json").read_text(encoding="utf-8"))
+    assert json.loads((directory / "nodes.json").read_text(encoding="utf-8")) == node_table(FAILED_RUN)
+    assert (directory / "timeline.svg").read_text(encoding="utf-8") == render_timeline(FAILED_RUN)
+    summary = RunSummary.read(directory)
+    assert summary is not None
+    assert summary.report_url is not None
+    assert summary.report_url.endswith(f"artifacts/artifact/{report.id}")
+    assert summary.report_path == str(directory / "report.md")
+    assert [(failed.unique_id, failed.status) for failed in summary.failed] == [("model.shop.revenue", "error")]
