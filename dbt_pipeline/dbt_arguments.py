@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 from dbt.cli.main import cli as dbt_cli
+from dbt.contracts.graph.manifest import Manifest
 
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.interrupts import TimeLimits
@@ -27,6 +28,9 @@ class DbtInvocation:
     profiles_dir: Path
     target: str
     limits: TimeLimits = field(default_factory=TimeLimits)
+    # The project as the run's `dbt parse` step read it: every later command starts from it instead of
+    # parsing the project again (see plan_steps).
+    manifest: Manifest | None = field(default=None, repr=False, compare=False)
 
     @property
     def target_path(self) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dbt.cli.main import dbtRunner
+from dbt.contracts.graph.manifest import Manifest
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
@@ -65,6 +66,8 @@ class DbtCommandResult:
         nodes: One entry per node dbt reported on, in dbt's order.
         error: Why dbt could not run at all (bad profile, compile error...), if that happened.
         log_path: Where dbt wrote its debug log.
+        manifest: The project as dbt parsed it, when the command was `dbt parse`: later commands of
+            the run are handed it rather than parsing again.
     """
 
     command: str
@@ -75,6 +78,7 @@ class DbtCommandResult:
     error_is_transient: bool = False
     stopped_at_time_limit: bool = False
     running_when_stopped: tuple[str, ...] = ()
+    manifest: Manifest | None = field(default=None, repr=False, compare=False)
 
     @property
     def failed_nodes(self) -> tuple[NodeResult, ...]:
@@ -129,6 +133,7 @@ def invoke_dbt(
     callbacks: Sequence[EventCallback] = (),
     timeout_seconds: float | None = None,
     explain_error: Callable[[BaseException], str | None] | None = None,
+    manifest: Manifest | None = None,
 ) -> DbtCommandResult:
     """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
 
@@ -137,11 +142,13 @@ def invoke_dbt(
     Past `timeout_seconds` the command is stopped the same way and fails (`stopped_at_time_limit`).
     `explain_error` may turn the exception that stopped dbt into a better message than its text
     (dbt's exceptions carry attributes, a git package's URL say, that their text leaves out).
+    `manifest`, from an earlier `dbt parse` of the same project, profile and target, spares the
+    command its parsing: dbt registers the adapter and uses it as it is (dbtRunner's documented use).
     """
     node_errors = _NodeErrorClassifier()
     running = _RunningNodes()
     with sigterm_interrupts_dbt() as reraise_interrupt, time_limit(timeout_seconds):
-        outcome = dbtRunner(callbacks=[node_errors, running, *callbacks]).invoke(list(args))
+        outcome = dbtRunner(manifest=manifest, callbacks=[node_errors, running, *callbacks]).invoke(list(args))
     reraise_interrupt(outcome.exception)
     stopped = isinstance(outcome.exception, TimeLimitReached)
     error = None
@@ -159,6 +166,7 @@ def invoke_dbt(
         error_is_transient=outcome.exception is not None and is_transient(outcome.exception),
         stopped_at_time_limit=stopped,
         running_when_stopped=running.when_stopped if stopped else (),
+        manifest=outcome.result if isinstance(outcome.result, Manifest) else None,
     )
 
 

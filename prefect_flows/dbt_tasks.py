@@ -62,11 +62,17 @@ class DbtStep:
 def plan_steps(
     project: DbtProject, *, select: str | None = None, exclude: str | None = None, full_refresh: bool = False
 ) -> list[DbtStep]:
-    """The seed's steps, in order: deps (if the project has packages), seed, snapshot, run, test, docs."""
+    """The seed's steps, in order: deps (if the project has packages), seed, snapshot, run, test, docs.
+
+    A `parse` step comes first (after deps, which installs the packages it reads): the manifest it
+    builds is handed to every later step, so the project is parsed once per run instead of once per
+    dbt command, and a project that does not parse fails there, before anything is built.
+    """
     selection = (("--select", select) if select else ()) + (("--exclude", exclude) if exclude else ())
     refresh = ("--full-refresh",) if full_refresh else ()
     steps = [DbtStep("deps", ("deps",), runs_nodes=False)] if project.has_packages else []
     steps += [
+        DbtStep("parse", ("parse",), runs_nodes=False),
         DbtStep("seed", ("seed", *selection, *refresh)),
         DbtStep("snapshot", ("snapshot", *selection)),
         DbtStep("run", ("run", *selection, *refresh)),
@@ -139,6 +145,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         callbacks=callbacks,
         timeout_seconds=timeout,
         explain_error=functools.partial(_package_source_error, project=invocation.project),
+        manifest=invocation.manifest,
     )
     if reporter is not None:
         reporter.reconcile(result.nodes)

@@ -10,6 +10,7 @@ Configuration lives in blocks and in infrastructure/environments.yaml, never in 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
+from prefect.utilities.annotations import opaque
 from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
@@ -142,10 +144,13 @@ def dbt_full_pipeline(
             step_task = run_dbt_step.with_options(
                 name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
             )
-            outcome = step_task(step, invocation, return_state=True).result(raise_on_failure=False)
+            # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
+            outcome = step_task(step, opaque(invocation), return_state=True).result(raise_on_failure=False)
             if isinstance(outcome, BaseException):
                 failure = outcome
             result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
+            if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
+                invocation = dataclasses.replace(invocation, manifest=result.manifest)
             reports.append(StepReport(step.name, result))
             save_step_artifacts(artifacts, step.name, plan.project.path, target)
     publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())

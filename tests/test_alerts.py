@@ -94,7 +94,7 @@ def test_alert_of_a_step_that_could_not_run_carries_dbt_s_error(
     assert len(received) == 1
     text = str(received[0]["text"])
     flow_run = read_flow_run(prefect_api, result.stdout + result.stderr)
-    assert "Failed step: seed (`dbt seed --target dev`)" in text, text
+    assert "Failed step: parse (`dbt parse --target dev`)" in text, text
     assert "dbt could not run: " in text
     assert cause in text, text
     assert model in text

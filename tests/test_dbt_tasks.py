@@ -36,10 +36,10 @@ def run_results(path: Path, *statuses: str) -> Path:
 def test_steps_follow_the_seed_and_deps_only_with_packages(tmp_path: Path) -> None:
     """seed, snapshot, run, test, docs generate; deps first only when the project declares packages."""
     names = [step.name for step in plan_steps(project(tmp_path))]
-    assert names == ["seed", "snapshot", "run", "test", "docs-generate"]
+    assert names == ["parse", "seed", "snapshot", "run", "test", "docs-generate"]
     (tmp_path / "with-packages").mkdir()
     with_packages = plan_steps(project(tmp_path / "with-packages", packages=True))
-    assert [step.name for step in with_packages][:2] == ["deps", "seed"]
+    assert [step.name for step in with_packages][:3] == ["deps", "parse", "seed"]
     assert not with_packages[0].runs_nodes
     assert not with_packages[-1].runs_nodes
 

@@ -14,7 +14,7 @@ from prefect.client.schemas.objects import TaskRun
 from tests.conftest import Workspace
 from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, step_runs
 
-STEPS = ["dbt-seed", "dbt-snapshot", "dbt-run", "dbt-test", "dbt-docs-generate"]
+STEPS = ["dbt-parse", "dbt-seed", "dbt-snapshot", "dbt-run", "dbt-test", "dbt-docs-generate"]
 NODE_STEPS = ["seed", "snapshot", "run", "test"]
 STATE_TYPE_OF_STATUS = {
     **dict.fromkeys(["success", "pass", "warn"], "COMPLETED"),
