@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -80,7 +81,8 @@ def busy_cores() -> Iterator[None]:
         yield
     finally:
         for spinner in spinners:
-            spinner.kill()
+            # The whole group: killing `timeout` alone would leave its spinner running, orphaned, for good.
+            os.killpg(spinner.pid, signal.SIGKILL)
             spinner.wait()
 
 
