@@ -20,6 +20,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.blocks.core import Block
+from prefect_gcp import GcpCredentials
 
 from dbt_pipeline.adapters.bigquery import ADC_WARNING, BigQueryEnvironment, read_service_account_key
 from dbt_pipeline.environments import Environments
@@ -546,3 +547,11 @@ def test_unusable_key_file_is_refused_without_quoting_it(
         read_service_account_key(path)
     assert expected.replace("KEY", str(path)) in str(caught.value)
     assert not [part for part in [*secret_parts(service_account_key), "PRIVATE KEY"] if part in str(caught.value)]
+
+
+def test_key_content_never_in_the_credentials_block_repr(service_account_key: dict[str, Any]) -> None:
+    """The key is a secret in the block: printing the block does not show it."""
+    credentials = GcpCredentials(service_account_info=service_account_key, project="my-project")
+    assert service_account_key["private_key"][40:80] not in repr(credentials) + json.dumps(
+        credentials.model_dump(mode="json")
+    )
