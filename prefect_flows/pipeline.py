@@ -13,7 +13,8 @@ import argparse
 import dataclasses
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -132,6 +133,7 @@ def dbt_full_pipeline(
         hold_target(target, UUID(flow_run.get_id()), logger, on_api_lost=_stop_on_api_loss),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
+        _warehouse_released(plan.environment),
     ):
         limits = TimeLimits.starting_now(
             run_timeout_seconds or plan.run_timeout_seconds, step_timeout_seconds or plan.step_timeout_seconds
@@ -158,6 +160,15 @@ def dbt_full_pipeline(
     if failure is not None:
         raise failure
     return [report.result for report in reports if report.result is not None]
+
+
+@contextmanager
+def _warehouse_released(environment: AnyEnvironment) -> Iterator[None]:
+    """When the steps end, however they end, release the warehouse before the target is freed."""
+    try:
+        yield
+    finally:
+        environment.finish_run()
 
 
 def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:

@@ -10,7 +10,7 @@ The stages an adapter takes part in, in the order a target meets them:
 - setup: `target_configs` (the prefect-dbt block data), `plan_blocks` (blocks of its own, e.g.
   BigQuery's credentials), `check_before_run` (what a run would trip on, refused beforehand);
 - run: `profile_outputs` (profiles.yml from the block's data), `run_secrets` (what the profile reads
-  with env_var()), `prepare_run`;
+  with env_var()), `prepare_run`, `finish_run`;
 - doctor: `check_credentials`, `connection_check_skipped`.
 
 Heavy client libraries (prefect-dbt, prefect-gcp, Google's clients) are imported inside the methods
@@ -122,6 +122,12 @@ class WarehouseEnvironment(Settings, ABC):
 
     def prepare_run(self, outputs: Mapping[str, Any]) -> None:
         """Anything the warehouse needs before dbt connects (a run calls it with its profile)."""
+
+    def finish_run(self) -> None:
+        """Release what the run's process still holds of the warehouse once its dbt steps are over.
+
+        Called while the run still holds its target, so that the next run finds the warehouse free.
+        """
 
     # --- doctor
 

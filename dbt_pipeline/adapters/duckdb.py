@@ -62,6 +62,21 @@ class DuckDBEnvironment(WarehouseEnvironment):
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
 
+    def finish_run(self) -> None:
+        """Close the DuckDB database, which dbt-duckdb keeps open (and write-locked) for the whole process.
+
+        dbt-duckdb shares one database handle across the commands of a process and drops it only at
+        exit; a run freeing its target before then would leave the next run's first query to fail on
+        the file's lock. Its `close_all_connections` forgets the handle without closing it.
+        """
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+        with DuckDBConnectionManager._LOCK:
+            environment = DuckDBConnectionManager._ENV
+            DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
+            if environment is not None:
+                environment.close()
+
     def check_credentials(self, configs: Mapping[str, Any]) -> str:
         return f"DuckDB file {self.profile_outputs(configs)['path']} (no credentials needed)"
 

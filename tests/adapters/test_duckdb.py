@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from dbt.cli.main import dbtRunner
 
 from dbt_pipeline.adapters.duckdb import DuckDBEnvironment
 from dbt_pipeline.environments import Environments
@@ -203,3 +207,34 @@ def test_doctor_connects_to_an_in_memory_database(load: Load) -> None:
     """`:memory:` never exists as a file, and connecting to it changes nothing: not skipped."""
     environment, _ = duckdb_file(load, "dev.duckdb")
     assert environment.connection_check_skipped({"type": "duckdb", "path": ":memory:"}) is None
+
+
+LOCK_PROBE = "import duckdb, sys; duckdb.connect(sys.argv[1]).close()"
+
+
+def file_is_free(database: Path) -> bool:
+    """Whether another process can open the DuckDB file for writing (DuckDB locks it per process)."""
+    return subprocess.run([sys.executable, "-c", LOCK_PROBE, str(database)], capture_output=True).returncode == 0
+
+
+def test_finish_run_releases_the_file_dbt_duckdb_keeps_locked(load: Load, tmp_path: Path) -> None:
+    """After a dbt command the process still holds the file's lock (dbt-duckdb keeps its database open):
+    a run freeing its target then would fail the next run's first query. finish_run releases it, and
+    dbt opens it again when the process runs another command."""
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text("name: tiny\nprofile: tiny\nversion: '1.0'\n")
+    (project / "models" / "one.sql").write_text("select 1 as id\n")
+    database = tmp_path / "warehouse.duckdb"
+    (tmp_path / "profiles.yml").write_text(
+        yaml.safe_dump({"tiny": {"target": "dev", "outputs": {"dev": {"type": "duckdb", "path": str(database)}}}})
+    )
+    environment = load(f"environments:\n  dev: {{adapter: duckdb, path: '{database}'}}\n").get("dev")
+    args = ["run", "--project-dir", str(project), "--profiles-dir", str(tmp_path), "--log-level", "none"]
+
+    assert dbtRunner().invoke(args).success
+    assert not file_is_free(database), "dbt-duckdb no longer keeps the file open: finish_run may be unneeded"
+    environment.finish_run()
+    assert file_is_free(database)
+    assert dbtRunner().invoke(args).success
+    environment.finish_run()
