@@ -53,10 +53,8 @@ class RunPlan:
     target: str
     environment: AnyEnvironment
     project: DbtProject
-    profile: dict[str, Any] = field(repr=False)  # the data of the dbt-cli-profile-{target} block
+    outputs: dict[str, Any] = field(repr=False)  # the profile, from the dbt-cli-profile-{target} block
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
-    run_timeout_seconds: float | None = None
-    step_timeout_seconds: float | None = None
 
 
 def prepare_run(target: str, project_dir: str | None, select: str | None = None, exclude: str | None = None) -> RunPlan:
@@ -66,7 +64,8 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
     environments = load_environments()
     environment = environments.get(target)
     profile = load_profile_data(environment.profile_block_name, target=target)
-    environment.check_before_run(profile_outputs(profile["target_configs"]), source=environments.source)
+    outputs = profile_outputs(profile["target_configs"])
+    environment.check_before_run(outputs, source=environments.source)
     if project_dir:
         project = DbtProject.load(
             Path(project_dir), fix="Point --project-dir at the folder that holds dbt_project.yml."
@@ -77,10 +76,8 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
         target=target,
         environment=environment,
         project=project,
-        profile=profile,
+        outputs=outputs,
         secrets=environment.run_secrets(),
-        run_timeout_seconds=environment.run_timeout_seconds,
-        step_timeout_seconds=environment.step_timeout_seconds,
     )
 
 
@@ -120,8 +117,7 @@ def dbt_full_pipeline(
     plan = prepare_run(target, project_dir, select, exclude)
     logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
 
-    outputs = profile_outputs(plan.profile["target_configs"])
-    plan.environment.prepare_run(outputs)
+    plan.environment.prepare_run(plan.outputs)
     run_name = flow_run.get_name() or "local"
     artifacts = run_directory(plan.project.path, target, run_name)
     reports: list[StepReport] = []
@@ -132,11 +128,12 @@ def dbt_full_pipeline(
     with (
         hold_target(target, UUID(flow_run.get_id()), logger, on_api_lost=_stop_on_api_loss),
         exported(plan.secrets),
-        private_profiles_dir(profiles_document(plan.project.profile, target, outputs)) as profiles_dir,
+        private_profiles_dir(profiles_document(plan.project.profile, target, plan.outputs)) as profiles_dir,
         _warehouse_released(plan.environment),
     ):
         limits = TimeLimits.starting_now(
-            run_timeout_seconds or plan.run_timeout_seconds, step_timeout_seconds or plan.step_timeout_seconds
+            run_timeout_seconds or plan.environment.run_timeout_seconds,
+            step_timeout_seconds or plan.environment.step_timeout_seconds,
         )
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
         for step in plan_steps(plan.project, select=select, exclude=exclude, full_refresh=full_refresh):
@@ -154,7 +151,7 @@ def dbt_full_pipeline(
             if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
                 invocation = dataclasses.replace(invocation, manifest=result.manifest)
             reports.append(StepReport(step.name, result))
-            save_step_artifacts(artifacts, step.name, plan.project.path, target)
+            save_step_artifacts(artifacts, step.name, invocation.target_path)
     publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:

@@ -48,10 +48,9 @@ def run_directory(project_path: Path, target: str, run_name: str) -> Path:
 DOCS_FILES = ("index.html", "catalog.json", "manifest.json")
 
 
-def save_step_artifacts(directory: Path, step: str, project_path: Path, target: str) -> None:
-    """Keep the step's run_results.json (the next step would overwrite it) and, after docs
-    generate, the docs site of this run (`docs/`, servable as static files)."""
-    target_path = project_path / "target" / target
+def save_step_artifacts(directory: Path, step: str, target_path: Path) -> None:
+    """Keep the step's run_results.json from dbt's `target_path` (the next step would overwrite it)
+    and, after docs generate, the docs site of this run (`docs/`, servable as static files)."""
     directory.mkdir(parents=True, exist_ok=True)
     if (target_path / "run_results.json").is_file():
         shutil.copyfile(target_path / "run_results.json", directory / f"{step}.run_results.json")
