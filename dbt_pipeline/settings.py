@@ -7,7 +7,7 @@ Shared by the file's own sections (dbt_pipeline.environments) and by each adapte
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 
@@ -28,6 +28,11 @@ NOTIFICATION_BLOCK_PATTERN = r"^([a-z0-9-]+/)?[a-z0-9][a-z0-9-]*$"
 SECRET_VARIABLE_PATTERN = r"^DBT_ENV_SECRET_[A-Z0-9_]+$"  # noqa: S105 - a name pattern, not a password
 # A whole number, not a boolean or a string that looks like one (YAML's `true` is not 1 thread).
 Count = Annotated[int, Field(strict=True, gt=0)]
+
+# How a run executes the project's nodes: `steps`, the seed's dbt commands one after the other (seed,
+# snapshot, run, then test), or `build`, one `dbt build` (each model's tests right after it, so a
+# failure skips only what depends on it).
+RunMode = Literal["steps", "build"]
 
 # What each pattern means, in words, for error messages.
 PATTERN_RULES = {

@@ -31,6 +31,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.errors import DbtRunError, TransientDbtRunError
 from dbt_pipeline.node_status import NodeOutcome, outcome_of
+from dbt_pipeline.settings import RunMode
 from prefect_flows.node_runs import NodeRunReporter
 
 # dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
@@ -60,9 +61,19 @@ class DbtStep:
 
 
 def plan_steps(
-    project: DbtProject, *, select: str | None = None, exclude: str | None = None, full_refresh: bool = False
+    project: DbtProject,
+    *,
+    mode: RunMode = "steps",
+    select: str | None = None,
+    exclude: str | None = None,
+    full_refresh: bool = False,
 ) -> list[DbtStep]:
-    """The seed's steps, in order: deps (if the project has packages), seed, snapshot, run, test, docs.
+    """The run's dbt commands, in order.
+
+    `steps` mode runs the seed's commands: deps (if the project has packages), seed, snapshot, run,
+    test, docs generate. `build` mode runs one `dbt build` in place of seed to test: dbt then tests
+    each node as soon as it is built and skips only the descendants of a failure, where `steps` mode
+    builds every model before any test runs.
 
     A `parse` step comes first (after deps, which installs the packages it reads): the manifest it
     builds is handed to every later step, so the project is parsed once per run instead of once per
@@ -71,14 +82,17 @@ def plan_steps(
     selection = (("--select", select) if select else ()) + (("--exclude", exclude) if exclude else ())
     refresh = ("--full-refresh",) if full_refresh else ()
     steps = [DbtStep("deps", ("deps",), runs_nodes=False)] if project.has_packages else []
-    steps += [
-        DbtStep("parse", ("parse",), runs_nodes=False),
-        DbtStep("seed", ("seed", *selection, *refresh)),
-        DbtStep("snapshot", ("snapshot", *selection)),
-        DbtStep("run", ("run", *selection, *refresh)),
-        DbtStep("test", ("test", *selection)),
-        DbtStep("docs-generate", ("docs", "generate"), runs_nodes=False),
-    ]
+    steps.append(DbtStep("parse", ("parse",), runs_nodes=False))
+    if mode == "build":
+        steps.append(DbtStep("build", ("build", *selection, *refresh)))
+    else:
+        steps += [
+            DbtStep("seed", ("seed", *selection, *refresh)),
+            DbtStep("snapshot", ("snapshot", *selection)),
+            DbtStep("run", ("run", *selection, *refresh)),
+            DbtStep("test", ("test", *selection)),
+        ]
+    steps.append(DbtStep("docs-generate", ("docs", "generate"), runs_nodes=False))
     return steps
 
 

@@ -1,6 +1,6 @@
 """The flow `pipeline-dbt-complet`: run a dbt project for one target under Prefect.
 
-    uv run python prefect_flows/pipeline.py [--target dev] [--project-dir PATH] [--select SELECTOR] [--full-refresh]
+    uv run python prefect_flows/pipeline.py [--target dev] [--mode steps|build] [--select SELECTOR] [--full-refresh]
 
 The flow loads the block `dbt-cli-profile-{target}` created by `python -m infrastructure.setup_profiles`,
 renders it into a private, temporary profiles dir, and runs the dbt steps in order, each a task.
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -36,6 +36,7 @@ from dbt_pipeline.interrupts import TimeLimits, stop_this_process
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection
+from dbt_pipeline.settings import RunMode
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import plan_steps, run_dbt_step
@@ -94,12 +95,13 @@ def dbt_full_pipeline(
     select: str | None = None,
     exclude: str | None = None,
     full_refresh: bool = False,
+    mode: RunMode | None = None,
     retries: Annotated[int, Field(ge=0)] = 2,
     retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
     run_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
     step_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
 ) -> list[DbtCommandResult]:
-    """Run the dbt steps (deps, seed, snapshot, run, test, docs generate) for `target`.
+    """Run the dbt steps for `target`: deps, parse, seed, snapshot, run, test (or one build), docs generate.
 
     Args:
         target: The environment to run, as named in the environments file (dev, prod...).
@@ -107,6 +109,8 @@ def dbt_full_pipeline(
         select: A dbt node selection applied to seed, snapshot, run and test.
         exclude: Nodes to leave out of those steps (dbt's --exclude).
         full_refresh: Rebuild incremental models and seeds from scratch.
+        mode: `steps` (seed, snapshot, run, then test) or `build` (one dbt build: each node tested as
+            soon as it is built, a failure skipping only its descendants); defaults to the environment's.
         retries: How many times a step is retried after a transient warehouse failure.
         retry_delay_seconds: The wait before each retry.
         run_timeout_seconds: Stop the dbt steps (their queries cancelled) and fail the run past this
@@ -115,7 +119,8 @@ def dbt_full_pipeline(
     """
     logger = get_run_logger()
     plan = prepare_run(target, project_dir, select, exclude)
-    logger.info("Running dbt project %s (%s) on target %r", plan.project.name, plan.project.path, target)
+    mode = mode or plan.environment.mode
+    logger.info("Running dbt project %s (%s) on target %r, %s mode", plan.project.name, plan.project.path, target, mode)
 
     plan.environment.prepare_run(plan.outputs)
     run_name = flow_run.get_name() or "local"
@@ -136,7 +141,7 @@ def dbt_full_pipeline(
             step_timeout_seconds or plan.environment.step_timeout_seconds,
         )
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
-        for step in plan_steps(plan.project, select=select, exclude=exclude, full_refresh=full_refresh):
+        for step in plan_steps(plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh):
             if failure is not None:  # the steps after a failure do not run, but the report lists them
                 reports.append(StepReport(step.name, None))
                 continue
@@ -207,6 +212,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--exclude", help="dbt node selection to leave out, e.g. 'test_type:unit'")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild incremental models and seeds")
     parser.add_argument(
+        "--mode",
+        choices=get_args(RunMode),
+        help="steps: seed, snapshot, run, then test; build: one dbt build, a failure skipping only its "
+        "descendants (default: the environment's, else steps)",
+    )
+    parser.add_argument(
         "--retries", type=_at_least_zero(int), default=2, help="retries after a transient failure (default: 2)"
     )
     parser.add_argument(
@@ -235,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             select=args.select,
             exclude=args.exclude,
             full_refresh=args.full_refresh,
+            mode=args.mode,
             retries=args.retries,
             retry_delay_seconds=args.retry_delay,
             run_timeout_seconds=args.run_timeout,

@@ -58,6 +58,25 @@ def test_selection_and_full_refresh_reach_the_steps_that_take_them(tmp_path: Pat
     assert steps["docs-generate"] == ("docs", "generate")
 
 
+def test_build_mode_runs_one_build_in_place_of_seed_to_test(tmp_path: Path) -> None:
+    """Build mode: parse, one `dbt build` with the selection and --full-refresh, then docs; deps still first."""
+    (tmp_path / "with-packages").mkdir()
+    steps = plan_steps(
+        project(tmp_path / "with-packages", packages=True), mode="build", select="orders+", full_refresh=True
+    )
+    assert [step.name for step in steps] == ["deps", "parse", "build", "docs-generate"]
+    build = steps[2]
+    assert build.command == ("build", "--select", "orders+", "--full-refresh")
+    assert build.runs_nodes
+
+
+def test_a_failed_build_is_retried_with_dbt_retry(tmp_path: Path) -> None:
+    """After a build whose test failed, the next attempt reruns the failed and skipped nodes only."""
+    (build,) = [step for step in plan_steps(project(tmp_path), mode="build") if step.name == "build"]
+    results = run_results(tmp_path / "run_results.json", "success", "fail", "skipped")
+    assert command_for_attempt(build, results, attempt=2) == ("retry",)
+
+
 def test_first_attempt_runs_the_step_and_forgets_earlier_results(tmp_path: Path) -> None:
     """The run_results.json of the command before is not this step's: the first attempt removes it."""
     earlier = run_results(tmp_path / "run_results.json", "error")

@@ -35,6 +35,8 @@ def test_shipped_file_declares_dev_on_duckdb_and_prod_on_bigquery() -> None:
     assert prod.threads == 4
     assert dev.dbt_project_dir == DEFAULT_ENVIRONMENTS_FILE.parents[1] / "dbt"
     assert dev.profile_block_name == "dbt-cli-profile-dev"
+    # dev runs the seed's commands one after the other; prod one dbt build (a failure stops only its descendants)
+    assert (dev.mode, prod.mode) == ("steps", "build")
 
 
 def test_adding_an_environment_is_one_stanza(tmp_path: Path) -> None:
@@ -93,6 +95,10 @@ environments:
         ("environments:\n  ../etc: {adapter: duckdb, path: a.db}\n", r"environments\.\.\./etc"),
         ("environments:\n  'dev;rm': {adapter: duckdb, path: a.db}\n", r"environments\.dev;rm"),
         ("environments:\n  prod: {adapter: bigquery}\n", r"environments\.prod\.dataset: required, but missing"),
+        (
+            "environments:\n  dev: {adapter: duckdb, path: a.db, mode: fast}\n",
+            r"environments\.dev\.mode: Input should be 'steps' or 'build' \(got 'fast'\)",
+        ),
     ],
 )
 def test_invalid_file_names_the_file_and_the_key(tmp_path: Path, text: str, expected: str) -> None:

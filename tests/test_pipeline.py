@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from prefect.client.schemas.objects import TaskRun
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, duckdb_environments
 from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, step_runs
 
 STEPS = ["dbt-parse", "dbt-seed", "dbt-snapshot", "dbt-run", "dbt-test", "dbt-docs-generate"]
@@ -23,10 +23,10 @@ STATE_TYPE_OF_STATUS = {
 }
 
 
-def assert_nodes_mirror_run_results(runs: list[TaskRun], run_dir: Path) -> None:
+def assert_nodes_mirror_run_results(runs: list[TaskRun], run_dir: Path, node_steps: list[str] = NODE_STEPS) -> None:
     """Each node of each step's run_results.json is a child task run of its step, in the matching final state."""
     steps = {run.name.rsplit("-", 1)[0].removeprefix("dbt-"): run for run in step_runs(runs)}
-    for step in NODE_STEPS:
+    for step in node_steps:
         results = json.loads((run_dir / f"{step}.run_results.json").read_text())["results"]
         expected = {result["unique_id"]: result["status"] for result in results}
         mirrored = {node_unique_id(run): run for run in node_runs(runs, steps[step])}
@@ -129,6 +129,47 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), (
         "the rendered profile must be removed on failure too"
     )
+
+
+def test_build_mode_tests_each_model_as_it_is_built_and_skips_only_what_depends_on_a_failure(
+    workspace: Workspace, dbt_project: Path, prefect_api: str
+) -> None:
+    """`mode: build` in the environments file: one `dbt build`, tests right after their model; a failing
+    test on one staging model skips only that model's descendants, everything else is built and tested."""
+    (dbt_project / "tests" / "assert_no_store_exists.sql").write_text("select * from {{ ref('stg_shop__stores') }}\n")
+    document = duckdb_environments(dbt_project, workspace.root / "warehouse" / "dev.duckdb", "dev")
+    document["environments"]["dev"]["mode"] = "build"  # type: ignore[index]
+    workspace.write_environments(document)
+    workspace.setup()
+    result = workspace.pipeline("--retries", "0")
+    assert result.returncode == 1
+    assert "test.shop_analytics.assert_no_store_exists (fail)" in result.stderr
+    assert "`dbt build --target dev` failed" in result.stderr
+
+    output = result.stdout + result.stderr
+    runs = all_task_runs(prefect_api, output)
+    assert [run.name.rsplit("-", 1)[0] for run in step_runs(runs)] == ["dbt-parse", "dbt-build"]
+    run_dir = dbt_project / "target" / "dev" / "runs" / flow_run_name(output)
+    assert_nodes_mirror_run_results(runs, run_dir, ["build"])
+    results = json.loads((run_dir / "build.run_results.json").read_text())["results"]
+    status = {result["unique_id"]: result["status"] for result in results}
+    assert len(status) == 265  # every seed, snapshot, model and test of the project, and the new test
+    skipped = {unique_id for unique_id, value in status.items() if value == "skipped"}
+    # Only `stores` (the one model built on stg_shop__stores) and its tests are skipped.
+    assert "model.shop_analytics.stores" in skipped
+    assert all("stores" in unique_id for unique_id in skipped), skipped
+    assert status["model.shop_analytics.orders"] == status["model.shop_analytics.customers"] == "success"
+    assert [value for unique_id, value in status.items() if unique_id.startswith("test.")].count("pass") > 200
+    # Interleaved: dbt ran tests (in execution order) before it built the last model.
+    order = [result["unique_id"].split(".")[0] for result in results]
+    assert order.index("test") < len(order) - 1 - order[::-1].index("model")
+
+    report = (run_dir / "report.md").read_text()
+    assert "| docs-generate | | not run | |" in report
+    with duckdb.connect(str(workspace.root / "warehouse" / "dev.duckdb"), read_only=True) as database:
+        tables = {row[0] for row in database.execute("select table_name from information_schema.tables").fetchall()}
+    assert {"orders", "customers", "stg_shop__stores"} <= tables
+    assert "stores" not in tables
 
 
 def test_select_and_project_dir_run_another_project(workspace: Workspace, dbt_project: Path, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field, field_validator
 
-from dbt_pipeline.settings import NOTIFICATION_BLOCK_PATTERN, Count, EnvironmentName, Settings, resolve_path
+from dbt_pipeline.settings import NOTIFICATION_BLOCK_PATTERN, Count, EnvironmentName, RunMode, Settings, resolve_path
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
@@ -56,6 +56,13 @@ class WarehouseEnvironment(Settings, ABC):
     name: EnvironmentName = Field(description="The target name, taken from the environment's key.")
     threads: Count = Field(default=1, description="dbt threads: how many nodes run at once.")
     dbt_project_dir: Path = Field(description="The dbt project this environment runs.")
+    mode: RunMode = Field(
+        default="steps",
+        description=(
+            "How a run executes the nodes: `steps` (seed, snapshot, run, then test) or `build` (one dbt build: "
+            "each model's tests right after it, a failure skips only its descendants)."
+        ),
+    )
     notification_block: str | None = Field(
         default=None,
         pattern=NOTIFICATION_BLOCK_PATTERN,
