@@ -55,8 +55,8 @@ order_items_with_prices as (
 
     left join price_windows
         on order_items.product_id = price_windows.product_id
-        and orders.order_date >= price_windows.valid_from
-        and (price_windows.valid_to is null or orders.order_date < price_windows.valid_to)
+            and orders.order_date >= price_windows.valid_from
+            and (price_windows.valid_to is null or orders.order_date < price_windows.valid_to)
 
 ),
 

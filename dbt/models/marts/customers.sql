@@ -78,7 +78,7 @@ final as (
         lifetime_refund_amount,
         lifetime_units_returned,
         round({{ safe_divide('lifetime_net_revenue', 'paid_order_count') }}, 2) as average_order_value,
-        {{ dbt.datediff('last_order_at', 'as_of_date', 'day') }} as days_since_last_order,
+        {{ dbt.datediff('last_order_at', 'as_of_date', 'day') }} as days_since_last_order,  -- noqa: LT05
 
         -- checked top-down: the first matching rule wins
         case

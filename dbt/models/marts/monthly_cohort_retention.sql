@@ -58,7 +58,7 @@ customer_month_offsets as (
     select
         customer_id,
         cohort_month,
-        {{ dbt.datediff('cohort_month', 'order_month', 'month') }} as months_since_first_order
+        {{ dbt.datediff('cohort_month', 'order_month', 'month') }} as months_since_first_order  -- noqa: LT05
 
     from customer_active_months
 

@@ -42,11 +42,11 @@ final as (
 
     select
         *,
-        {{ dbt.datediff('ordered_at', 'shipped_at', 'day') }} as days_to_ship,
-        {{ dbt.datediff('shipped_at', 'delivered_at', 'day') }} as transit_days,
+        {{ dbt.datediff('ordered_at', 'shipped_at', 'day') }} as days_to_ship,  -- noqa: LT05
+        {{ dbt.datediff('shipped_at', 'delivered_at', 'day') }} as transit_days,  -- noqa: LT05
         -- parcels still in transit are not late yet
         coalesce(
-            {{ dbt.datediff('shipped_at', 'delivered_at', 'day') }} > promised_transit_days,
+            {{ dbt.datediff('shipped_at', 'delivered_at', 'day') }} > promised_transit_days,  -- noqa: LT05
             false
         ) as is_delivered_late
 

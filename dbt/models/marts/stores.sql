@@ -47,7 +47,10 @@ final as (
         coalesce(store_orders.net_revenue, 0) as net_revenue,
         coalesce(store_orders.shipping_fee_revenue, 0) as shipping_fee_revenue,
         round({{ safe_divide('store_orders.net_revenue', 'store_orders.paid_order_count') }}, 2) as average_order_value,
-        round({{ safe_divide('store_orders.cancelled_order_count', 'store_orders.order_count') }}, 4) as cancellation_rate,
+        round(
+            {{ safe_divide('store_orders.cancelled_order_count', 'store_orders.order_count') }},
+            4
+        ) as cancellation_rate,
         store_orders.first_order_date,
         store_orders.last_order_date
 
