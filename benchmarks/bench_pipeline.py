@@ -1,8 +1,9 @@
 """Our pipeline vs the raw dbt CLI vs prefect-dbt's PrefectDbtRunner, measured side by side.
 
 Generates a synthetic dbt project of N models (chains and fan-outs, a not_null test on every model
-and a seed), then runs the same steps (seed, snapshot, run, test, docs generate) with each
-contender, alternating contenders round after round so that machine noise hits them alike:
+and a seed), then runs the same steps with each contender (`--mode steps`: seed, snapshot, run,
+test, docs generate; `--mode build`: build, docs generate), alternating contenders round after
+round so that machine noise hits them alike:
 
 - raw dbt: one `dbt <step>` process per step, as a person would type them;
 - ours: `python prefect_flows/pipeline.py` against a local Prefect server (every node a task run);
@@ -14,6 +15,7 @@ node against raw dbt; the last line is the same as JSON.
 
     uv run python benchmarks/bench_pipeline.py                # 500 models, 3 rounds
     uv run python benchmarks/bench_pipeline.py --models 200 --rounds 5
+    uv run python benchmarks/bench_pipeline.py --mode build       # dbt build + docs generate
     uv run python benchmarks/bench_pipeline.py --project-dir dbt   # any existing project
 """
 
@@ -36,24 +38,28 @@ from pathlib import Path
 import yaml
 from harness import BIN, REPO, local_prefect_server
 
-STEPS = [["seed"], ["snapshot"], ["run"], ["test"], ["docs", "generate"]]
+STEPS_OF_MODE = {
+    "steps": [["seed"], ["snapshot"], ["run"], ["test"], ["docs", "generate"]],
+    "build": [["build"], ["docs", "generate"]],
+}
 PROFILE = "bench"
 
 PREFECT_DBT_FLOW = textwrap.dedent(
     """
+    import json
     import sys
     from pathlib import Path
     from prefect import flow
     from prefect_dbt import PrefectDbtRunner, PrefectDbtSettings
 
     @flow(name="prefect-dbt-runner-bench")
-    def bench(project_dir: str) -> None:
+    def bench(project_dir: str, steps: list[list[str]]) -> None:
         settings = PrefectDbtSettings(project_dir=Path(project_dir), profiles_dir=Path(project_dir))
         runner = PrefectDbtRunner(settings=settings, raise_on_failure=True)
-        for step in (["seed"], ["snapshot"], ["run"], ["test"], ["docs", "generate"]):
+        for step in steps:
             runner.invoke([*step, "--target", "bench"])
 
-    bench(sys.argv[1])
+    bench(sys.argv[1], json.loads(sys.argv[2]))
     """
 )
 
@@ -121,25 +127,28 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> tuple[fl
     return wall, usage.ru_maxrss / 1024
 
 
-def raw_dbt(project: Path, env: dict[str, str]) -> tuple[float, float]:
+Contender = Callable[[Path, dict[str, str], str], tuple[float, float]]
+
+
+def raw_dbt(project: Path, env: dict[str, str], mode: str) -> tuple[float, float]:
     walls, peaks = zip(
         *(
             run_measured([str(BIN / "dbt"), *step, "--target", "bench", "--profiles-dir", str(project)], env, project)
-            for step in STEPS
+            for step in STEPS_OF_MODE[mode]
         ),
         strict=True,
     )
     return sum(walls), max(peaks)
 
 
-def ours(project: Path, env: dict[str, str]) -> tuple[float, float]:
-    return run_measured(
-        [sys.executable, "prefect_flows/pipeline.py", "--target", "bench", "--project-dir", str(project)], env, REPO
-    )
+def ours(project: Path, env: dict[str, str], mode: str) -> tuple[float, float]:
+    command = ["prefect_flows/pipeline.py", "--target", "bench", "--project-dir", str(project), "--mode", mode]
+    return run_measured([sys.executable, *command], env, REPO)
 
 
-def prefect_dbt(project: Path, env: dict[str, str]) -> tuple[float, float]:
-    return run_measured([sys.executable, "-c", PREFECT_DBT_FLOW, str(project)], env, project)
+def prefect_dbt(project: Path, env: dict[str, str], mode: str) -> tuple[float, float]:
+    steps = json.dumps(STEPS_OF_MODE[mode])
+    return run_measured([sys.executable, "-c", PREFECT_DBT_FLOW, str(project), steps], env, project)
 
 
 def count_nodes(project: Path, env: dict[str, str]) -> int:
@@ -158,6 +167,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three contenders (default 3)")
     parser.add_argument("--project-dir", type=Path, help="benchmark this dbt project instead of a synthetic one")
     parser.add_argument("--skip-prefect-dbt", action="store_true", help="leave prefect-dbt's runner out")
+    parser.add_argument(
+        "--mode", choices=sorted(STEPS_OF_MODE), default="steps", help="the pipeline's mode, and the same dbt commands"
+    )
     args = parser.parse_args()
 
     with (
@@ -174,7 +186,7 @@ def main() -> None:
             "PIPELINE_ENVIRONMENTS_FILE": str(work / "environments.yaml"),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         }
-        contenders: dict[str, Callable[[Path, dict[str, str]], tuple[float, float]]] = {
+        contenders: dict[str, Contender] = {
             "raw dbt": raw_dbt,
             "ours": ours,
         }
@@ -193,13 +205,13 @@ def main() -> None:
             capture_output=True,
         )
         nodes = count_nodes(projects["raw dbt"], env)
-        print(f"{nodes} nodes ({source}); {args.rounds} rounds; Prefect API {api}")
+        print(f"{nodes} nodes ({source}); {args.mode} mode; {args.rounds} rounds; Prefect API {api}")
 
         measures = {name: Measure() for name in contenders}
         for round_number in range(1, args.rounds + 1):
             for name, contender in contenders.items():
                 database[name].unlink(missing_ok=True)
-                wall, peak = contender(projects[name], env)
+                wall, peak = contender(projects[name], env, args.mode)
                 measures[name].walls.append(wall)
                 measures[name].peaks.append(peak)
                 print(f"  round {round_number} {name:<12} {wall:7.1f} s  {peak:6.0f} MiB", flush=True)

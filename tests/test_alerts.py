@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def test_failure_alert_names_target_nodes_counts_and_url(
     (dbt_project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
     alerting_environment(workspace, dbt_project)
     workspace.env["SLACK_WEBHOOK_URL"] = url
-    assert "created       alerts-dev" in workspace.setup("--blocks-only").stdout
+    # created, or updated to this test's receiver when another test file on this worker's server made it first
+    assert re.search(r"(created|updated)\s+alerts-dev", workspace.setup("--blocks-only").stdout)
     result = workspace.pipeline("--select", "+stg_shop__stores broken_revenue", "--retries", "0")
     assert result.returncode == 1
 
