@@ -13,10 +13,10 @@ Each contender gets its own copy of the project and a fresh DuckDB file per roun
 wall time, peak memory (max RSS of the processes), the ratio to raw dbt and the marginal cost per
 node against raw dbt; the last line is the same as JSON.
 
-    uv run python benchmarks/bench_pipeline.py                # 500 models, 3 rounds
-    uv run python benchmarks/bench_pipeline.py --models 200 --rounds 5
-    uv run python benchmarks/bench_pipeline.py --mode build       # dbt build + docs generate
-    uv run python benchmarks/bench_pipeline.py --project-dir dbt   # any existing project
+    uv run python -m benchmarks.bench_pipeline                # 500 models, 3 rounds
+    uv run python -m benchmarks.bench_pipeline --models 200 --rounds 5
+    uv run python -m benchmarks.bench_pipeline --mode build       # dbt build + docs generate
+    uv run python -m benchmarks.bench_pipeline --project-dir dbt   # any existing project
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from harness import BIN, REPO, local_prefect_server
+
+from benchmarks.harness import BIN, REPO, local_prefect_server
 
 STEPS_OF_MODE = {
     "steps": [["seed"], ["snapshot"], ["run"], ["test"], ["docs", "generate"]],

@@ -13,9 +13,9 @@ It ends with a verdict and one JSON line. "Flat" means that, after the first `--
 and Prefect fill their caches then), the flow's memory grows less than `--max-rss-growth-mib` in
 all, and open files and threads do not grow at all; otherwise the exit code is 1.
 
-    uv run python benchmarks/soak_pipeline.py                      # the example project, 30 runs
-    uv run python benchmarks/soak_pipeline.py --in-process
-    uv run python benchmarks/soak_pipeline.py --runs 10 --project-dir path/to/project
+    uv run python -m benchmarks.soak_pipeline                      # the example project, 30 runs
+    uv run python -m benchmarks.soak_pipeline --in-process
+    uv run python -m benchmarks.soak_pipeline --runs 10 --project-dir path/to/project
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
-from harness import REPO, local_prefect_server
+
+from benchmarks.harness import REPO, local_prefect_server
 
 TARGET = "soak"
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 from prefect.settings import PREFECT_API_URL
 
 CHROMIUM_FLAGS = [
@@ -53,7 +53,10 @@ def main() -> None:
     ui = api.removesuffix("/api")
     with get_client(sync_client=True) as client:
         artifacts = client.read_latest_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"dbt-run-report-{args.target}"])), limit=1
+            artifact_filter=ArtifactCollectionFilter(
+                key=ArtifactCollectionFilterKey(any_=[f"dbt-run-report-{args.target}"])
+            ),
+            limit=1,
         )
     if not artifacts:
         raise SystemExit(f"No run report for target {args.target!r} yet: run the pipeline first.")
