@@ -60,6 +60,13 @@ class TransientDbtRunError(DbtRunError):
     """A dbt command failed because the warehouse was unavailable: worth another attempt."""
 
 
+class StateStoreError(PipelineError):
+    """A target's last good state (its latest successful run's dbt artifacts) cannot be read or saved.
+
+    The message names the store's location (never its credentials) and what to do.
+    """
+
+
 class TargetSkipped(PipelineError):  # noqa: N818 - not a failure: the setup skips the target and says why
     """A target cannot be set up on this machine yet (e.g. no GCP project): the message says what it lacks."""
 

@@ -309,3 +309,71 @@ def test_message_quotes_the_value_and_says_the_rule(
     ]
     assert not missing, f"missing {missing} from:\n{message}"
     assert not [piece for piece in absent if piece in message], message
+
+
+# -- where each target's last good state is kept (dbt_pipeline.state_store) ---------------------------
+
+
+def test_state_store_defaults_to_the_pipeline_folder_at_the_repository_root() -> None:
+    """Unset, the state store is `.pipeline/state/` at the repository root (git-ignored) for the shipped file."""
+    for environment in load_environments(DEFAULT_ENVIRONMENTS_FILE):
+        assert environment.state_location == DEFAULT_ENVIRONMENTS_FILE.parents[1] / ".pipeline" / "state"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("state", "{dir}/state"),
+        ("../shared/state", "{parent}/shared/state"),
+        ("/srv/dbt-state", "/srv/dbt-state"),
+        ("file:///srv/dbt-state", "/srv/dbt-state"),
+        (None, "{parent}/.pipeline/state"),
+    ],
+    ids=["relative", "parent", "absolute", "file-url", "unset"],
+)
+def test_a_state_store_folder_is_relative_to_the_file(tmp_path: Path, value: str | None, expected: str) -> None:
+    """A folder, like every path of the file, is anchored at the file's directory, and is a Path."""
+    directory = tmp_path / "config"
+    directory.mkdir()
+    setting = "" if value is None else f", state_store: '{value}'"
+    path = write(directory, f"environments:\n  dev: {{adapter: duckdb, path: a.db{setting}}}\n")
+    environments = load_environments(path)
+    location = environments.get("dev").state_location
+    assert location == Path(expected.format(dir=directory, parent=tmp_path))
+    # The validated value is the location itself: a copy made from the model's data means the same place.
+    dev = environments.get("dev")
+    copy = type(dev).model_validate(dev.model_dump())
+    assert copy.state_location == location
+
+
+def test_a_state_store_url_is_kept_as_written(tmp_path: Path) -> None:
+    """A bucket is a URL, not a path: it is not anchored anywhere."""
+    path = write(
+        tmp_path,
+        "environments:\n"
+        "  prod: {adapter: bigquery, dataset: analytics, state_store: 'gs://acme-dbt-state/pipeline'}\n"
+        "  dev: {adapter: duckdb, path: a.db, state_store: 'memory://state'}\n",
+    )
+    environments = load_environments(path)
+    assert environments.get("prod").state_location == "gs://acme-dbt-state/pipeline"
+    assert environments.get("prod").state_store == "gs://acme-dbt-state/pipeline"
+    assert environments.get("dev").state_location == "memory://state"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("gcs3://bucket/state", r"environments\.dev\.state_store: fsspec knows no protocol 'gcs3'.*gs://bucket/prefix"),
+        ("https://example.com/state", r"environments\.dev\.state_store: https:// cannot hold a state"),
+        ("gs://", r"environments\.dev\.state_store: the URL names no bucket"),
+        ("", r"environments\.dev\.state_store: .*at least 1 character"),
+    ],
+    ids=["unknown-protocol", "read-only", "no-bucket", "empty"],
+)
+def test_a_state_store_that_cannot_hold_a_state_is_refused(tmp_path: Path, value: str, expected: str) -> None:
+    """A URL whose protocol fsspec does not know (or cannot write) is refused while the file loads, naming the key."""
+    path = write(tmp_path, f"environments:\n  dev: {{adapter: duckdb, path: a.db, state_store: '{value}'}}\n")
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_environments(path)
+    assert str(path) in str(caught.value)
+    assert f"(got '{value}')" in str(caught.value)

@@ -24,15 +24,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from dbt_pipeline.settings import NOTIFICATION_BLOCK_PATTERN, Count, EnvironmentName, RunMode, Settings, resolve_path
+from dbt_pipeline.state_store import is_url, local_folder, location_problem
 
 if TYPE_CHECKING:
     from prefect.blocks.core import Block
     from prefect_dbt.cli import TargetConfigs
 
     from dbt_pipeline.environments import Environments
+
+
+# Where a target's last good state is kept when its environment sets no state_store: relative to the
+# environments file's directory, so `.pipeline/state/` at the repository root for the shipped file.
+DEFAULT_STATE_STORE = Path("../.pipeline/state")
 
 
 class BlockPlanner(Protocol):
@@ -75,8 +82,46 @@ class WarehouseEnvironment(Settings, ABC):
     step_timeout_seconds: Count | None = Field(
         default=None, description="Stop a dbt step that takes longer (its query cancelled) and fail the run."
     )
+    state_store: str | None = Field(
+        default=None,
+        min_length=1,
+        validate_default=True,
+        description=(
+            "Where the target's last good state (dbt's manifest.json, run_results.json, sources.json) is kept: "
+            "a folder, or an fsspec URL such as gs://bucket/prefix; relative paths are relative to the "
+            "environments file. Unset: the folder ../.pipeline/state next to the environments file."
+        ),
+    )
 
     _resolve_project_dir = field_validator("dbt_project_dir")(resolve_path)
+
+    @field_validator("state_store")
+    @classmethod
+    def _resolve_state_store(cls, value: str | None, info: ValidationInfo) -> str:
+        """A folder becomes absolute (anchored at the environments file, the default included); a URL is checked.
+
+        Once validated the field always holds the location, so that a copy made from the model's data
+        (`model_dump`, a flow parameter) means the same place wherever it is read.
+        """
+        if value is not None and is_url(value):
+            problem = location_problem(value)
+            if problem is not None:
+                raise PydanticCustomError("state_store", "{problem}", {"problem": problem})
+            folder = local_folder(value)
+            if folder is None:
+                return value
+        else:
+            folder = DEFAULT_STATE_STORE if value is None else Path(value).expanduser()
+        resolved = resolve_path(folder, info)
+        assert resolved is not None  # resolve_path returns None for None only
+        return str(resolved)
+
+    @property
+    def state_location(self) -> Path | str:
+        """Where this target's last good state is kept: a local folder, or an fsspec URL (dbt_pipeline.state_store)."""
+        location = self.state_store if self.state_store is not None else str(DEFAULT_STATE_STORE.resolve())
+        folder = local_folder(location)
+        return location if folder is None else folder
 
     @property
     def profile_block_name(self) -> str:

@@ -3,6 +3,9 @@
 - :mod:`tests.emulators.bigquery`: an offline BigQuery (bqemulator) — Google's endpoints are not
   reachable, so BigQuery targets are tested against this double; its module docstring lists the
   known gaps. The core has no pytest dependency; the fixture below wraps it.
+- :mod:`tests.emulators.gcs`: an offline Google Cloud Storage (gcp-storage-emulator), for the state
+  store's ``gs://`` side; its fixture ``gcs_emulator`` (session scope, ~0.1 s to start) is defined there
+  and registered here.
 
 Register the fixtures once, in ``tests/conftest.py``::
 
@@ -20,8 +23,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.emulators.bigquery import BigQueryEmulator, running_emulator, unique_dataset
+from tests.emulators.gcs import GcsEmulator, gcs_emulator, unique_bucket
 
-__all__ = ["BigQueryEmulator", "bigquery_emulator", "unique_dataset"]
+__all__ = ["BigQueryEmulator", "GcsEmulator", "bigquery_emulator", "gcs_emulator", "unique_bucket", "unique_dataset"]
 
 #: The default project of the session's emulator.
 BIGQUERY_EMULATOR_PROJECT = "demo-project"
