@@ -42,7 +42,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.dbt_invocation import NodeResult
 from dbt_pipeline.node_status import NodeStatus
-from prefect_flows.node_runs import NodeRunReporter, final_state_type
+from prefect_flows.node_runs import RUNNING_AFTER_SECONDS, NodeRunReporter, final_state_type
 from tests.prefect_api import PAGE, every_page, prefect_client
 
 # What each dbt status must look like in Prefect, written out rather than read from the module: a
@@ -441,3 +441,62 @@ def test_nothing_is_left_running_after_reconcile(recorded: Recorded) -> None:
     assert len(nodes) == len(CASES) + 1
     not_final = {run.name: run.state_type for run in nodes if run.state_type not in FINAL}
     assert not not_final
+
+
+def _state_history(prefect_api: str, run_id: UUID) -> list[str | None]:
+    with prefect_client(prefect_api) as client:
+        states = client.read_task_run_states(run_id)
+    return [state.name for state in sorted(states, key=lambda state: state.timestamp)]
+
+
+def test_a_fast_node_is_one_event_carrying_its_start_and_run_time(recorded: Recorded, prefect_api: str) -> None:
+    """A node that finished within RUNNING_AFTER_SECONDS: one state on the server (its final one), yet its
+    start, end and run time are dbt's, and it is listed among task runs (expected start time set)."""
+    run = recorded.node(STATUS_CASES[NodeStatus.Success])
+    assert _state_history(prefect_api, run.id) == ["Success"]
+    assert run.start_time is not None
+    assert run.end_time is not None
+    assert run.run_count == 1
+    assert run.expected_start_time == run.start_time
+    assert run.total_run_time == run.end_time - run.start_time
+
+
+@task(name="dbt-run", cache_policy=NO_CACHE)
+def slow_node_step(prefect_api: str) -> tuple[list[str | None], UUID]:
+    """One node that runs 1.5 RUNNING_AFTER_SECONDS: its states on the server while it runs, and its task run."""
+    task_run = TaskRunContext.get().task_run  # type: ignore[union-attr]
+    assert task_run.flow_run_id is not None
+    reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, STEP, 1)
+    case = Case("model", "slow_model", RAN, "success")
+    node = _node(case.kind, case.name)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="Thread") as pool:  # dbt's thread, without context
+        pool.submit(reporter, _dbt_event(case, "NodeStart", node)).result()
+    time.sleep(RUNNING_AFTER_SECONDS * 1.5)
+    EventsWorker.instance().wait_until_empty()
+    (run,) = reporter.task_runs.values()
+    deadline = time.monotonic() + RECORDED_WITHIN
+    while not (while_running := _state_history(prefect_api, run.id)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server records events asynchronously
+    reporter(_dbt_event(case, "NodeFinished", node))
+    result = case.result()
+    assert result is not None
+    reporter.reconcile([result])
+    return while_running, run.id
+
+
+@flow(name="unit-test-slow-node")
+def slow_node_flow(prefect_api: str) -> tuple[list[str | None], UUID]:
+    return slow_node_step(prefect_api)
+
+
+def test_a_slow_node_is_shown_running_while_it_runs(prefect_api: str) -> None:
+    """A node still running after RUNNING_AFTER_SECONDS is Running on the server before it finishes, then ends."""
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        EventsWorker.drain_all(timeout=30)
+        while_running, run_id = slow_node_flow(prefect_api)
+        EventsWorker.drain_all(timeout=30)
+    assert while_running == ["Running"]
+    deadline = time.monotonic() + RECORDED_WITHIN
+    while (after := _state_history(prefect_api, run_id)) != ["Running", "Success"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert after == ["Running", "Success"]
