@@ -31,7 +31,7 @@ from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
-from dbt_pipeline.errors import PipelineError
+from dbt_pipeline.errors import PipelineError, StateStoreError
 from dbt_pipeline.interrupts import TimeLimits, stop_this_process
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
@@ -40,6 +40,7 @@ from dbt_pipeline.settings import RunMode
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import plan_steps, run_dbt_step
+from prefect_flows.last_good_state import keep_last_good_state
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -141,7 +142,8 @@ def dbt_full_pipeline(
             step_timeout_seconds or plan.environment.step_timeout_seconds,
         )
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
-        for step in plan_steps(plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh):
+        steps = plan_steps(plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh)
+        for step in steps:
             if failure is not None:  # the steps after a failure do not run, but the report lists them
                 reports.append(StepReport(step.name, None))
                 continue
@@ -157,11 +159,30 @@ def dbt_full_pipeline(
                 invocation = dataclasses.replace(invocation, manifest=result.manifest)
             reports.append(StepReport(step.name, result))
             save_step_artifacts(artifacts, step.name, invocation.target_path)
+        if failure is None and not select and not exclude:  # a complete, successful run: dbt's next --state
+            _keep_state(plan, artifacts, invocation.target_path, [step.name for step in steps if step.runs_nodes], mode)
     publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
         raise failure
     return [report.result for report in reports if report.result is not None]
+
+
+def _keep_state(plan: RunPlan, artifacts: Path, target_path: Path, node_steps: list[str], mode: RunMode) -> None:
+    """Save the run as its target's last good state; a store that fails is said, the run's work stands."""
+    logger = get_run_logger()
+    try:
+        keep_last_good_state(
+            plan.environment,
+            plan.outputs,
+            run_directory=artifacts,
+            target_path=target_path,
+            node_steps=node_steps,
+            metadata={"flow_run_id": str(flow_run.get_id()), "mode": mode},
+            logger=logger,
+        )
+    except StateStoreError as error:
+        logger.warning("%s The run succeeded; its state was not kept.", error)
 
 
 @contextmanager

@@ -112,10 +112,14 @@ def make_workspace(root: Path, prefect_api: str, prefect_home: Path, **env: str)
 
 
 def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str, object]:
-    """An environments document with one DuckDB environment per name, all on `database`."""
+    """An environments document with one DuckDB environment per name, all on `database`, each keeping its last
+    good state in the folder `state/` beside it (never shared with another test)."""
+    state = str(database.parent / "state")
     return {
         "defaults": {"dbt_project_dir": str(project)},
-        "environments": {name: {"adapter": "duckdb", "path": str(database), "threads": 1} for name in names},
+        "environments": {
+            name: {"adapter": "duckdb", "path": str(database), "threads": 1, "state_store": state} for name in names
+        },
     }
 
 

@@ -11,8 +11,9 @@ import duckdb
 import pytest
 from prefect.client.schemas.objects import TaskRun
 
+from dbt_pipeline.state_store import StateStore
 from tests.conftest import Workspace, duckdb_environments
-from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, step_runs
+from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, read_flow_run, step_runs
 
 STEPS = ["dbt-parse", "dbt-seed", "dbt-snapshot", "dbt-run", "dbt-test", "dbt-docs-generate"]
 NODE_STEPS = ["seed", "snapshot", "run", "test"]
@@ -94,6 +95,19 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert (dbt_project / "target" / "dev" / "catalog.json").is_file()
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile must be removed"
 
+    # The run is the target's last good state: its manifest and every node's result, for dbt's --state.
+    state = StateStore.at(workspace.root / "warehouse" / "state", "dev").fetch(workspace.root / "last-good")
+    assert state is not None
+    assert state.run_id == flow_run_name(output)
+    assert (state.metadata["mode"], state.metadata["flow_run_id"]) == (
+        "steps",
+        str(read_flow_run(prefect_api, output).id),
+    )
+    assert set(state.files) == {"manifest.json", "run_results.json"}
+    results = json.loads((state.path / "run_results.json").read_text())["results"]
+    assert len(results) == 264
+    assert json.loads((state.path / "manifest.json").read_text())["nodes"].keys() == manifest["nodes"].keys()
+
 
 def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     workspace: Workspace, dbt_project: Path, prefect_api: str
@@ -126,6 +140,7 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert "dbt run FAILED" in report
     assert "`model.shop_analytics.broken_revenue` **error**" in report
     assert "| test | | not run | |" in report
+    assert not (workspace.root / "warehouse" / "state" / "dev").exists(), "a failed run is never a last good state"
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), (
         "the rendered profile must be removed on failure too"
     )

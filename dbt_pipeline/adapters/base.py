@@ -181,6 +181,10 @@ class WarehouseEnvironment(Settings, ABC):
         Called while the run still holds its target, so that the next run finds the warehouse free.
         """
 
+    def state_store_options(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The fsspec options of this target's state store (e.g. credentials for a bucket), from its profile."""
+        return {}
+
     # --- doctor
 
     @abstractmethod

@@ -172,6 +172,14 @@ class BigQueryEnvironment(WarehouseEnvironment):
 
     # --- doctor
 
+    def state_store_options(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """A gs:// state store is read with the target's own credentials (gcsfs's `token`), in its project.
+
+        Without a key (dbt's `oauth`), gcsfs finds Application Default Credentials itself, as dbt does.
+        """
+        token = outputs.get("keyfile_json") or outputs.get("keyfile")
+        return {"project": outputs.get("project"), **({"token": token} if token else {})}
+
     def check_credentials(self, configs: Mapping[str, Any]) -> str:
         """Build Google's credentials from the block as dbt-bigquery will; say whose they are."""
         import google.auth

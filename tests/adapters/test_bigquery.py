@@ -248,6 +248,20 @@ def test_local_bigquery_outputs_name_the_key_file(
     assert not [part for part in secret_parts(service_account_key) if part in text]
 
 
+def test_a_gs_state_store_is_read_with_the_target_s_own_key(
+    load: Load, key_file: Path, service_account_key: dict[str, Any]
+) -> None:
+    """gcsfs gets the key's content (run time) or its file (local profile) as its token, in the target's project;
+    without a key, no token: gcsfs then finds Application Default Credentials, as dbt does."""
+    environment, environments = bigquery(load)
+    configs = configs_data(environment.target_configs(environments))
+    options = environment.state_store_options(profile_outputs(configs))
+    assert options == {"project": "my-project", "token": service_account_key}
+    local = environment.state_store_options(profile_outputs(configs, keyfile=key_file))
+    assert local == {"project": "my-project", "token": str(key_file)}
+    assert environment.state_store_options({"method": "oauth", "project": "p-123456"}) == {"project": "p-123456"}
+
+
 # --- setup: the key
 
 
