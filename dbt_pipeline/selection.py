@@ -17,6 +17,8 @@ from dbt.graph.selector_spec import RAW_SELECTOR_PATTERN, SelectionCriteria
 from dbt_pipeline.errors import ConfigError
 
 SYNTAX_URL = "https://docs.getdbt.com/reference/node-selection/syntax"
+# Methods that compare with a previous run's artifacts (dbt's --state): they need a state to read.
+STATE_METHODS = frozenset({MethodName.State, MethodName.Result, MethodName.SourceStatus})
 
 
 def check_selection(flag: str, selection: str | None) -> None:
@@ -29,6 +31,18 @@ def check_selection(flag: str, selection: str | None) -> None:
         _refuse(flag, selection, "it selects nothing")
     for criterion in criteria:
         _check_criterion(flag, selection, criterion)
+
+
+def needs_state(*selections: str | None) -> bool:
+    """Whether any of the (valid) selections uses a method that reads a previous run's state."""
+    for selection in selections:
+        for word in (selection or "").split():
+            for criterion in word.split(","):
+                match = RAW_SELECTOR_PATTERN.match(criterion)
+                method = str((match.groupdict()["method"] if match else None) or "").split(".")[0]
+                if method in STATE_METHODS:
+                    return True
+    return False
 
 
 def _check_criterion(flag: str, selection: str, criterion: str) -> None:

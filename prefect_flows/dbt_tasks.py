@@ -67,6 +67,7 @@ def plan_steps(
     select: str | None = None,
     exclude: str | None = None,
     full_refresh: bool = False,
+    state: Path | None = None,
 ) -> list[DbtStep]:
     """The run's dbt commands, in order.
 
@@ -78,8 +79,13 @@ def plan_steps(
     A `parse` step comes first (after deps, which installs the packages it reads): the manifest it
     builds is handed to every later step, so the project is parsed once per run instead of once per
     dbt command, and a project that does not parse fails there, before anything is built.
+
+    `state`, a folder holding a previous run's artifacts, is given to the node steps as dbt's
+    `--state` with `--defer`: `state:` / `result:` / `source_status:` selectors compare with it, and
+    a model built on an unselected parent that this target lacks reads the state's relation.
     """
     selection = (("--select", select) if select else ()) + (("--exclude", exclude) if exclude else ())
+    selection += ("--state", str(state), "--defer") if state is not None else ()
     refresh = ("--full-refresh",) if full_refresh else ()
     steps = [DbtStep("deps", ("deps",), runs_nodes=False)] if project.has_packages else []
     steps.append(DbtStep("parse", ("parse",), runs_nodes=False))

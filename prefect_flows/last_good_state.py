@@ -68,3 +68,36 @@ def _merged_run_results(paths: Sequence[Path], folder: Path) -> Path:
     destination = folder / "run_results.json"
     destination.write_text(json.dumps(merged), encoding="utf-8")
     return destination
+
+
+def fetch_compared_state(
+    environment: WarehouseEnvironment,
+    running: WarehouseEnvironment,
+    outputs: Mapping[str, Any],
+    into: Path,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> Path | None:
+    """Fetch `environment`'s last good state into `into` for dbt's --state; None (said) when it has none.
+
+    The store is read with the running target's credentials (`outputs`) when both targets are on the
+    same warehouse; otherwise with the store's own defaults (Application Default Credentials on GCS).
+    """
+    options = environment.state_store_options(outputs if environment.adapter == running.adapter else {})
+    store = StateStore.at(environment.state_location, environment.name, storage_options=options, logger=logger)
+    state = store.fetch(into)
+    if state is None:
+        logger.warning(
+            "Target %r has no last good state in %s yet: every node runs, and this run, if it succeeds, "
+            "becomes the state the next one compares with.",
+            environment.name,
+            store.location,
+        )
+        return None
+    logger.info(
+        "Comparing with the last good state of target %r: run %s of %s UTC (%s)",
+        environment.name,
+        state.run_id,
+        f"{state.saved_at:%Y-%m-%d %H:%M}",
+        store.location,
+    )
+    return state.path

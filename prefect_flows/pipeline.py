@@ -31,16 +31,16 @@ from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
-from dbt_pipeline.errors import PipelineError, StateStoreError
+from dbt_pipeline.errors import ConfigError, PipelineError, StateStoreError
 from dbt_pipeline.interrupts import TimeLimits, stop_this_process
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
-from dbt_pipeline.selection import check_selection
+from dbt_pipeline.selection import check_selection, needs_state
 from dbt_pipeline.settings import RunMode
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
-from prefect_flows.dbt_tasks import plan_steps, run_dbt_step
-from prefect_flows.last_good_state import keep_last_good_state
+from prefect_flows.dbt_tasks import DbtStep, plan_steps, run_dbt_step
+from prefect_flows.last_good_state import fetch_compared_state, keep_last_good_state
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -57,14 +57,30 @@ class RunPlan:
     project: DbtProject
     outputs: dict[str, Any] = field(repr=False)  # the profile, from the dbt-cli-profile-{target} block
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
+    compared_with: AnyEnvironment | None = None  # whose last good state dbt's --state reads, if any
 
 
-def prepare_run(target: str, project_dir: str | None, select: str | None = None, exclude: str | None = None) -> RunPlan:
+def prepare_run(
+    target: str,
+    project_dir: str | None,
+    select: str | None = None,
+    exclude: str | None = None,
+    *,
+    changed_only: bool = False,
+    state_from: str | None = None,
+) -> RunPlan:
     """Check the target and the selection, load the profile block and find the project, or raise a clear error."""
     check_selection("--select", select)
     check_selection("--exclude", exclude)
     environments = load_environments()
     environment = environments.get(target)
+    compared_with = environments.get(state_from) if state_from else environment if changed_only else None
+    if compared_with is None and needs_state(select, exclude):
+        raise ConfigError(
+            f"The selection {' '.join(filter(None, (select, exclude)))!r} compares with a previous run (dbt's "
+            f"state), and none is given: add --changed-only to compare with the last good state of target {target!r}, "
+            "or --state-from TARGET to compare with another target's (e.g. prod)."
+        )
     profile = load_profile_data(environment.profile_block_name, target=target)
     outputs = profile_outputs(profile["target_configs"])
     environment.check_before_run(outputs, source=environments.source)
@@ -80,6 +96,7 @@ def prepare_run(target: str, project_dir: str | None, select: str | None = None,
         project=project,
         outputs=outputs,
         secrets=environment.run_secrets(),
+        compared_with=compared_with,
     )
 
 
@@ -97,6 +114,8 @@ def dbt_full_pipeline(
     exclude: str | None = None,
     full_refresh: bool = False,
     mode: RunMode | None = None,
+    changed_only: bool = False,
+    state_from: str | None = None,
     retries: Annotated[int, Field(ge=0)] = 2,
     retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
     run_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
@@ -112,6 +131,10 @@ def dbt_full_pipeline(
         full_refresh: Rebuild incremental models and seeds from scratch.
         mode: `steps` (seed, snapshot, run, then test) or `build` (one dbt build: each node tested as
             soon as it is built, a failure skipping only its descendants); defaults to the environment's.
+        changed_only: Build only what changed since the target's last good state (`state:modified+`,
+            dbt's --state and --defer); everything when it has none yet.
+        state_from: Compare with this target's last good state instead (slim CI against prod): without a
+            selection, only what differs from it is built, its unchanged parents read from it (--defer).
         retries: How many times a step is retried after a transient warehouse failure.
         retry_delay_seconds: The wait before each retry.
         run_timeout_seconds: Stop the dbt steps (their queries cancelled) and fail the run past this
@@ -119,15 +142,13 @@ def dbt_full_pipeline(
         step_timeout_seconds: The same for each dbt step; defaults to the environment's setting.
     """
     logger = get_run_logger()
-    plan = prepare_run(target, project_dir, select, exclude)
+    plan = prepare_run(target, project_dir, select, exclude, changed_only=changed_only, state_from=state_from)
     mode = mode or plan.environment.mode
     logger.info("Running dbt project %s (%s) on target %r, %s mode", plan.project.name, plan.project.path, target, mode)
 
     plan.environment.prepare_run(plan.outputs)
     run_name = flow_run.get_name() or "local"
     artifacts = run_directory(plan.project.path, target, run_name)
-    reports: list[StepReport] = []
-    failure: BaseException | None = None
     # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
     # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
     logger.info("Waiting for target %r to be free (one run per target at a time)", target)
@@ -142,30 +163,78 @@ def dbt_full_pipeline(
             step_timeout_seconds or plan.environment.step_timeout_seconds,
         )
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
-        steps = plan_steps(plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh)
-        for step in steps:
-            if failure is not None:  # the steps after a failure do not run, but the report lists them
-                reports.append(StepReport(step.name, None))
-                continue
-            step_task = run_dbt_step.with_options(
-                name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
-            )
-            # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
-            outcome = step_task(step, opaque(invocation), return_state=True).result(raise_on_failure=False)
-            if isinstance(outcome, BaseException):
-                failure = outcome
-            result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
-            if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
-                invocation = dataclasses.replace(invocation, manifest=result.manifest)
-            reports.append(StepReport(step.name, result))
-            save_step_artifacts(artifacts, step.name, invocation.target_path)
-        if failure is None and not select and not exclude:  # a complete, successful run: dbt's next --state
+        state = _compared_state(plan, artifacts, needed=needs_state(select, exclude))
+        if (changed_only or state_from) and state is not None and not select:  # what changed, and what it feeds
+            select = "state:modified+"
+        steps = plan_steps(
+            plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
+        )
+        reports, failure = _run_steps(steps, invocation, artifacts, retries, retry_delay_seconds, changed=state)
+        built = sum(len(report.result.nodes) for report in reports if report.result is not None)
+        complete = not select or (select == "state:modified+" and state is not None)
+        if failure is None and complete and not exclude and (built or state is None):  # dbt's next --state
             _keep_state(plan, artifacts, invocation.target_path, [step.name for step in steps if step.runs_nodes], mode)
     publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
         raise failure
     return [report.result for report in reports if report.result is not None]
+
+
+def _run_steps(
+    steps: list[DbtStep],
+    invocation: DbtInvocation,
+    artifacts: Path,
+    retries: int,
+    retry_delay_seconds: float,
+    *,
+    changed: Path | None,
+) -> tuple[list[StepReport], BaseException | None]:
+    """Run the steps in order, each a task; after a failure the rest are listed as not run.
+
+    With a compared state (`changed`), docs are not generated again when no node was built: nothing in
+    the warehouse changed since the last good state.
+    """
+    reports: list[StepReport] = []
+    failure: BaseException | None = None
+    for step in steps:
+        nothing_built = not any(report.result and report.result.nodes for report in reports)
+        if failure is not None or (changed is not None and step.name == "docs-generate" and nothing_built):
+            reports.append(StepReport(step.name, None))  # the report lists the steps that did not run
+            continue
+        step_task = run_dbt_step.with_options(
+            name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
+        )
+        # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
+        outcome = step_task(step, opaque(invocation), return_state=True).result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            failure = outcome
+        result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
+        if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
+            invocation = dataclasses.replace(invocation, manifest=result.manifest)
+        reports.append(StepReport(step.name, result))
+        save_step_artifacts(artifacts, step.name, invocation.target_path)
+    return reports, failure
+
+
+def _compared_state(plan: RunPlan, artifacts: Path, *, needed: bool) -> Path | None:
+    """The last good state the run compares with, fetched into the run's folder; None without one.
+
+    `needed`: the user's selection reads a state, so a missing one fails the run rather than
+    silently selecting nothing.
+    """
+    if plan.compared_with is None:
+        return None
+    logger = get_run_logger()
+    state = fetch_compared_state(
+        plan.compared_with, plan.environment, plan.outputs, artifacts / "compared_state", logger
+    )
+    if state is None and needed:
+        raise StateStoreError(
+            f"Target {plan.compared_with.name!r} has no last good state yet, and the selection compares with it. "
+            f"Run target {plan.compared_with.name!r} once in full (without --select) first."
+        )
+    return state
 
 
 def _keep_state(plan: RunPlan, artifacts: Path, target_path: Path, node_steps: list[str], mode: RunMode) -> None:
@@ -239,6 +308,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "descendants (default: the environment's, else steps)",
     )
     parser.add_argument(
+        "--changed-only",
+        action="store_true",
+        help="build only what changed since the target's last good state (dbt's state:modified+, --defer)",
+    )
+    parser.add_argument(
+        "--state-from", metavar="TARGET", help="compare with this target's last good state (e.g. prod, for CI)"
+    )
+    parser.add_argument(
         "--retries", type=_at_least_zero(int), default=2, help="retries after a transient failure (default: 2)"
     )
     parser.add_argument(
@@ -260,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
         # A typo in the target or the selection, a missing block or an API that cannot be reached is
         # reported before a flow run is created.
         require_api()
-        prepare_run(args.target, args.project_dir, args.select, args.exclude)
+        prepare_run(
+            args.target,
+            args.project_dir,
+            args.select,
+            args.exclude,
+            changed_only=args.changed_only,
+            state_from=args.state_from,
+        )
         dbt_full_pipeline(
             target=args.target,
             project_dir=args.project_dir,
@@ -268,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             exclude=args.exclude,
             full_refresh=args.full_refresh,
             mode=args.mode,
+            changed_only=args.changed_only,
+            state_from=args.state_from,
             retries=args.retries,
             retry_delay_seconds=args.retry_delay,
             run_timeout_seconds=args.run_timeout,

@@ -631,6 +631,24 @@ PIPELINE_CLI_CASES = [
         ("Invalid --exclude '@orders+': '@orders+' combines the '@' prefix and a '+' suffix",),
     ),
     CliCase(
+        "select-reading-a-state-without-one",
+        ("--target", READY, "--select", "state:modified+ tag:daily"),
+        (
+            "The selection 'state:modified+ tag:daily' compares with a previous run (dbt's state), and none is given",
+            f"add --changed-only to compare with the last good state of target '{READY}', or --state-from TARGET",
+        ),
+    ),
+    CliCase(
+        "state-from-unknown-target",
+        ("--target", READY, "--state-from", "prd"),
+        ("Unknown target 'prd'", "Known targets in ENVFILE: "),
+    ),
+    CliCase(
+        "mode-unknown",
+        ("--target", READY, "--mode", "fast"),
+        ("argument --mode: invalid choice: 'fast' (choose from 'steps', 'build')",),
+    ),
+    CliCase(
         "retries-negative",
         ("--target", READY, "--select", "raw_stores", "--retries", "-1"),
         ("--retries", re.compile(r"-1\b")),

@@ -70,6 +70,18 @@ def test_build_mode_runs_one_build_in_place_of_seed_to_test(tmp_path: Path) -> N
     assert build.runs_nodes
 
 
+def test_a_compared_state_reaches_the_node_steps_with_defer(tmp_path: Path) -> None:
+    """--state and --defer go to every node step (selectors compare with it, unbuilt parents read from it),
+    never to parse or docs generate."""
+    state = tmp_path / "state"
+    for mode in ("steps", "build"):
+        steps = plan_steps(project(tmp_path), mode=mode, select="state:modified+", state=state)
+        for step in steps:
+            expected = ("--select", "state:modified+", "--state", str(state), "--defer") if step.runs_nodes else ()
+            assert step.command[len(step.command) - len(expected) :] == expected, step
+            assert ("--state" in step.command) == step.runs_nodes, step
+
+
 def test_a_failed_build_is_retried_with_dbt_retry(tmp_path: Path) -> None:
     """After a build whose test failed, the next attempt reruns the failed and skipped nodes only."""
     (build,) = [step for step in plan_steps(project(tmp_path), mode="build") if step.name == "build"]

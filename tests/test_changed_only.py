@@ -1,0 +1,65 @@
+"""`--changed-only`: build what changed since the target's last good state, on DuckDB, end to end.
+
+Real dbt runs against the session's Prefect server; the last good state lives in the workspace's own
+folder (tests.conftest.duckdb_environments).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import Workspace
+from tests.prefect_api import flow_run_name
+
+
+def descendants(manifest: dict[str, object], unique_id: str) -> set[str]:
+    """`unique_id` and every node downstream of it, from dbt's child map."""
+    children: dict[str, list[str]] = manifest["child_map"]  # type: ignore[assignment]
+    found, todo = {unique_id}, [unique_id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def executed(run_dir: Path) -> set[str]:
+    """The nodes the run's steps executed, from the run_results.json each step left."""
+    return {
+        result["unique_id"]
+        for path in run_dir.glob("*.run_results.json")
+        if not path.name.startswith("docs-generate")
+        for result in json.loads(path.read_text())["results"]
+    }
+
+
+def test_changed_only_builds_what_changed_and_nothing_when_nothing_did(workspace: Workspace, dbt_project: Path) -> None:
+    """No state yet: everything, said so. Nothing changed: no node, no docs. One model edited: exactly it,
+    what it feeds and their tests."""
+    workspace.setup()
+    first = workspace.pipeline("--changed-only", "--mode", "build")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "has no last good state in" in first.stdout + first.stderr
+    runs = dbt_project / "target" / "dev" / "runs"
+    assert len(executed(runs / flow_run_name(first.stdout + first.stderr))) == 264
+
+    unchanged = workspace.pipeline("--changed-only", "--mode", "build")
+    assert unchanged.returncode == 0, unchanged.stderr[-3000:]
+    output = unchanged.stdout + unchanged.stderr
+    assert "Comparing with the last good state of target 'dev'" in output
+    run_dir = runs / flow_run_name(output)
+    assert executed(run_dir) == set()
+    assert "| docs-generate | | not run | |" in (run_dir / "report.md").read_text()
+
+    model = dbt_project / "models" / "staging" / "stg_shop__stores.sql"
+    model.write_text(model.read_text() + "\n-- a comment is a change of code\n")
+    edited = workspace.pipeline("--changed-only")  # steps mode: the same selection for each step
+    assert edited.returncode == 0, edited.stderr[-3000:]
+    run_dir = runs / flow_run_name(edited.stdout + edited.stderr)
+    manifest = json.loads((dbt_project / "target" / "dev" / "manifest.json").read_text())
+    expected = descendants(manifest, "model.shop_analytics.stg_shop__stores")
+    assert executed(run_dir) == expected
+    assert "model.shop_analytics.stores" in expected
+    assert len(expected) < 30
