@@ -9,6 +9,7 @@ failing test or a query over its time limit fails the same way every time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dbt.contracts.graph.manifest import Manifest
+from dbt.contracts.graph.nodes import CompiledNode
 from dbt.exceptions import GitCheckoutError, GitCloningError
 from dbt_common.events.base_types import EventMsg
 from dbt_common.exceptions.base import env_secrets, scrub_secrets
@@ -100,6 +103,22 @@ def plan_steps(
         ]
     steps.append(DbtStep("docs-generate", ("docs", "generate"), runs_nodes=False))
     return steps
+
+
+def without_recompiling(step: DbtStep, manifest: Manifest | None) -> DbtStep:
+    """`docs generate` as `docs generate --no-compile` when this run's steps already compiled every node.
+
+    Docs generate compiles every node again before it reads the catalog: on 1,001 nodes that was two
+    thirds of its time. The steps before it compiled their nodes into the manifest the run hands from
+    step to step (dbt fills in each node's compiled code in place), so when none is left uncompiled
+    (an analysis, which no step runs, or a node a --select left out) the compiled code is there already,
+    and the manifest.json of the last node step is the docs' own.
+    """
+    if step.command != ("docs", "generate") or manifest is None:
+        return step
+    if any(not node.compiled for node in manifest.nodes.values() if isinstance(node, CompiledNode)):
+        return step
+    return dataclasses.replace(step, command=(*step.command, "--no-compile"))
 
 
 def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple[str, ...]:

@@ -39,7 +39,7 @@ from dbt_pipeline.selection import check_selection, needs_state
 from dbt_pipeline.settings import RunMode
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
-from prefect_flows.dbt_tasks import DbtStep, plan_steps, run_dbt_step
+from prefect_flows.dbt_tasks import DbtStep, plan_steps, run_dbt_step, without_recompiling
 from prefect_flows.last_good_state import fetch_compared_state, keep_last_good_state
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
@@ -205,8 +205,9 @@ def _run_steps(
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
         )
+        to_run = without_recompiling(step, invocation.manifest)
         # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
-        outcome = step_task(step, opaque(invocation), return_state=True).result(raise_on_failure=False)
+        outcome = step_task(to_run, opaque(invocation), return_state=True).result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
             failure = outcome
         result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from dbt.artifacts.resources.base import FileHash
+from dbt.contracts.graph.manifest import Manifest
+from dbt.contracts.graph.nodes import AnalysisNode, ModelNode, SeedNode
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_project import DbtProject
-from prefect_flows.dbt_tasks import DbtStep, command_for_attempt, plan_steps
+from prefect_flows.dbt_tasks import DbtStep, command_for_attempt, plan_steps, without_recompiling
 
 RUN = DbtStep("run", ("run", "--select", "orders"))
 
@@ -146,3 +150,33 @@ def test_commands_that_refuse_target_path_never_get_it(tmp_path: Path) -> None:
     assert "--target-path" not in invocation.args(["deps"])
     assert "--target-path" not in invocation.args(["debug", "--connection"])
     assert "--target-path" in invocation.args(["docs", "generate"])
+
+
+def _manifest(*nodes: tuple[type[Any], str, bool]) -> Manifest:
+    """A manifest of nodes as dbt's parser makes them, each compiled or not (as a step leaves it)."""
+    manifest = Manifest()
+    for node_class, name, compiled in nodes:
+        kind = {SeedNode: "seed", ModelNode: "model", AnalysisNode: "analysis"}[node_class]
+        node = node_class(
+            database="warehouse", schema="analytics", name=name, resource_type=kind, package_name="shop",
+            path=f"{name}.sql", original_file_path=f"x/{name}.sql", unique_id=f"{kind}.shop.{name}",
+            fqn=["shop", name], alias=name, checksum=FileHash.from_contents(name),
+        )  # fmt: skip
+        if compiled:
+            node.compiled, node.compiled_code = True, f"select 1 as {name}"
+        manifest.nodes[node.unique_id] = node
+    return manifest
+
+
+def test_docs_are_not_compiled_again_once_the_run_compiled_every_node(tmp_path: Path) -> None:
+    """docs generate gets --no-compile when the run's manifest has every node compiled (seeds have no SQL);
+    an analysis no step ran, or a model a selection left out, keeps dbt's compile."""
+    (docs,) = [step for step in plan_steps(project(tmp_path)) if step.name == "docs-generate"]
+    compiled = _manifest((SeedNode, "raw", False), (ModelNode, "orders", True))
+    assert without_recompiling(docs, compiled).command == ("docs", "generate", "--no-compile")
+    assert without_recompiling(docs, None) is docs  # no manifest handed over: dbt compiles
+    for left_out in (AnalysisNode, ModelNode):
+        manifest = _manifest((ModelNode, "orders", True), (left_out, "not_run", False))
+        assert without_recompiling(docs, manifest) is docs, left_out
+    run = next(step for step in plan_steps(project(tmp_path)) if step.name == "run")
+    assert without_recompiling(run, compiled) is run

@@ -93,6 +93,11 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert done, output[-3000:]
     assert (int(done.group(1)) + int(done.group(2)), int(done.group(3))) == (len(tests), 0)
     assert (dbt_project / "target" / "dev" / "catalog.json").is_file()
+    # The docs hold every node's compiled SQL: the analysis, which no step runs, was compiled by docs generate.
+    docs_nodes = json.loads((run_dir / "docs" / "manifest.json").read_text())["nodes"].values()
+    uncompiled = [node["unique_id"] for node in docs_nodes if node["resource_type"] != "seed" and not node["compiled"]]
+    assert not uncompiled
+    assert any(node["resource_type"] == "analysis" for node in docs_nodes)
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile must be removed"
 
     # The run is the target's last good state: its manifest and every node's result, for dbt's --state.
@@ -204,6 +209,18 @@ def test_select_and_project_dir_run_another_project(workspace: Workspace, dbt_pr
         tables = {row[0] for row in database.execute("select table_name from information_schema.tables").fetchall()}
     assert "a" in tables
     assert "b" not in tables
+
+    # The whole project: its steps compiled every node, so docs generate does not compile them again, and
+    # the docs still hold the compiled SQL of each.
+    result = workspace.pipeline("--project-dir", str(other))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = other / "target" / "dev" / "runs" / flow_run_name(result.stdout + result.stderr)
+    assert "`dbt docs generate --no-compile --target dev`" in (run_dir / "report.md").read_text()
+    docs = json.loads((run_dir / "docs" / "manifest.json").read_text())["nodes"]
+    assert {node["name"]: node["compiled_code"].strip() for node in docs.values()} == {
+        "a": "select 1 as id",
+        "b": 'select id from "dev"."main"."a"',
+    }
 
 
 @pytest.mark.parametrize(
