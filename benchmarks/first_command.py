@@ -33,7 +33,8 @@ SECOND = "uv run python prefect_flows/pipeline.py"
 def timed(command: str, cwd: Path, env: dict[str, str]) -> float:
     """Run a shell command line as a user types it; its wall seconds (exit on failure, with its output)."""
     started = time.perf_counter()
-    result = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, check=False)  # noqa: S602 - the README's command line, verbatim
+    # A shell, as the README's command line is one (`... && ...`), verbatim.
+    result = subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"{command} failed:\n{(result.stdout + result.stderr)[-3000:]}")
     return time.perf_counter() - started
