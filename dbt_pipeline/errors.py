@@ -60,6 +60,10 @@ class TransientDbtRunError(DbtRunError):
     """A dbt command failed because the warehouse was unavailable: worth another attempt."""
 
 
+class StaleSourcesError(DbtRunError):
+    """Sources are past their freshness `error_after` and the environment says to fail (`on_stale_source: fail`)."""
+
+
 class StateStoreError(PipelineError):
     """A target's last good state (its latest successful run's dbt artifacts) cannot be read or saved.
 

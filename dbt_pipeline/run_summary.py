@@ -71,7 +71,11 @@ class RunSummary:
         """Summarise the steps' last results; every text is trimmed and the secrets' values removed
         (`secrets`, and the DBT_ENV_SECRET_* variables dbt itself treats as secrets)."""
         hidden = [*secrets, *env_secrets()]
-        nodes = [node for _, result in steps if result is not None for node in result.nodes]
+        # The nodes the run built or tested; sources (checked by the freshness step) are judged by the
+        # environment's on_stale_source, and a stale one that fails the run is the run's error.
+        nodes = [
+            node for _, result in steps if result is not None for node in result.nodes if node.resource_type != "source"
+        ]
         return cls(
             target=target,
             passed=sum(outcome_of(node.status) is NodeOutcome.PASSED for node in nodes),

@@ -33,6 +33,9 @@ Count = Annotated[int, Field(strict=True, gt=0)]
 # snapshot, run, then test), or `build`, one `dbt build` (each model's tests right after it, so a
 # failure skips only what depends on it).
 RunMode = Literal["steps", "build"]
+# What a run does when the source freshness step finds sources past their `error_after`: say so, leave
+# out what is built on them, or fail before building anything.
+OnStaleSource = Literal["warn", "skip", "fail"]
 
 # What each pattern means, in words, for error messages.
 PATTERN_RULES = {

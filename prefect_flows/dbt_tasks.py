@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,10 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
-from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
+from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, NodeResult, invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.errors import DbtRunError, TransientDbtRunError
-from dbt_pipeline.node_status import NodeOutcome, outcome_of
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.settings import RunMode
 from prefect_flows.node_runs import NodeRunReporter
 
@@ -56,11 +57,14 @@ class DbtStep:
         command: The dbt command and its step-specific arguments.
         runs_nodes: Whether the step builds or tests nodes, each then shown as a task run
             (docs generate only compiles them, deps has none).
+        judges_nodes: Whether a failed node fails the step (source freshness leaves its verdict to
+            the environment's `on_stale_source`).
     """
 
     name: str
     command: tuple[str, ...]
     runs_nodes: bool = True
+    judges_nodes: bool = True
 
 
 def plan_steps(
@@ -92,6 +96,7 @@ def plan_steps(
     refresh = ("--full-refresh",) if full_refresh else ()
     steps = [DbtStep("deps", ("deps",), runs_nodes=False)] if project.has_packages else []
     steps.append(DbtStep("parse", ("parse",), runs_nodes=False))
+    steps.append(FRESHNESS_STEP)  # run only when the project declares freshness (declares_freshness)
     if mode == "build":
         steps.append(DbtStep("build", ("build", *selection, *refresh)))
     else:
@@ -103,6 +108,30 @@ def plan_steps(
         ]
     steps.append(DbtStep("docs-generate", ("docs", "generate"), runs_nodes=False))
     return steps
+
+
+FRESHNESS_STEP = DbtStep("source-freshness", ("source", "freshness"), judges_nodes=False)
+
+
+def declares_freshness(manifest: Manifest | None) -> bool:
+    """Whether any source of the project has a freshness rule to check (a warn_after or an error_after)."""
+    if manifest is None:
+        return False
+    rules = (source.freshness for source in manifest.sources.values() if source.freshness is not None)
+    return any(after is not None and after.count for rule in rules for after in (rule.warn_after, rule.error_after))
+
+
+def stale_sources(result: DbtCommandResult) -> list[NodeResult]:
+    """The sources a freshness step found past their `error_after`."""
+    return [node for node in result.nodes if node.status == NodeStatus.Error]
+
+
+def without_stale_sources(step: DbtStep, stale: Sequence[NodeResult]) -> DbtStep:
+    """A node step that leaves out the stale sources and everything built on them (dbt's `--exclude source:x+`)."""
+    if not step.runs_nodes or not stale or step is FRESHNESS_STEP:
+        return step
+    selectors = " ".join(f"source:{'.'.join(node.unique_id.split('.')[2:])}+" for node in stale)
+    return dataclasses.replace(step, command=(*step.command, "--exclude", selectors))
 
 
 def without_recompiling(step: DbtStep, manifest: Manifest | None) -> DbtStep:
@@ -190,6 +219,9 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
         reporter.reconcile(result.nodes)
     if result.success:
         return result
+    if not step.judges_nodes and result.error is None and not result.stopped_at_time_limit:
+        # Its failed nodes (stale sources) are judged by the flow, with the environment's on_stale_source.
+        return dataclasses.replace(result, success=True)
     if result.stopped_at_time_limit:
         raise DbtRunError(
             f"{result.describe_failure()}\nThe limit reached: {limit} s (in the environments file, or "

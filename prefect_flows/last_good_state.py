@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbt.cli.main import dbtRunner
 from dbt.version import __version__ as dbt_version
 
 from dbt_pipeline.adapters import WarehouseEnvironment
+from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.state_store import StateStore
 
 STATE_FOLDER = "state"  # in the run's folder: what is saved, as saved
@@ -32,7 +35,7 @@ def keep_last_good_state(
     metadata: Mapping[str, str],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> StateStore:
-    """Save the run's manifest, its node steps' results as one run_results.json, and sources.json if any.
+    """Save the run's manifest, its node steps' results as one run_results.json, and its source freshness.
 
     `node_steps` are the steps that ran nodes, in order: their run_results.json (copied into
     `run_directory` by the flow as each step ended) become one, as dbt would have written for a
@@ -44,7 +47,7 @@ def keep_last_good_state(
     results = [run_directory / f"{step}.run_results.json" for step in node_steps]
     if any(path.is_file() for path in results):
         files["run_results.json"] = _merged_run_results([path for path in results if path.is_file()], folder)
-    if (target_path / "sources.json").is_file():
+    if _every_source_checked(target_path / "sources.json"):
         files["sources.json"] = target_path / "sources.json"
     store = StateStore.at(
         environment.state_location,
@@ -55,6 +58,19 @@ def keep_last_good_state(
     store.save(files, run_id=run_directory.name, metadata={"dbt_version": dbt_version, **metadata})
     logger.info("Last good state of target %r saved in %s", environment.name, store.location)
     return store
+
+
+def _every_source_checked(sources: Path) -> bool:
+    """Whether freshness ran and read every source's latest load time.
+
+    A source it could not check (a table not loaded yet: dbt then leaves it out of sources.json) has no
+    time to compare with, and dbt's `source_status:fresher` takes it for fresher on every later run:
+    such results are not kept, and the next run that builds keeps its own.
+    """
+    if not sources.is_file():
+        return False
+    results = json.loads(sources.read_text(encoding="utf-8")).get("results", [])
+    return bool(results) and all("max_loaded_at" in result for result in results)
 
 
 def _merged_run_results(paths: Sequence[Path], folder: Path) -> Path:
@@ -101,3 +117,58 @@ def fetch_compared_state(
         store.location,
     )
     return state.path
+
+
+# The nodes that hold data: what a run builds or reuses (tests only check them).
+BUILT_RESOURCE_TYPES = ("model", "seed", "snapshot")
+
+
+@dataclass(frozen=True)
+class NodeReuse:
+    """Whether a run built a node or reused what the compared state's run built, and why."""
+
+    unique_id: str
+    built: bool
+    reason: str
+
+
+def explain_reuse(
+    invocation: DbtInvocation, state: Path, built: Collection[str], *, compared_with: str, selected: bool
+) -> list[NodeReuse]:
+    """Every model, seed and snapshot of the run's manifest: built (and why) or reused (and why), built first.
+
+    "Changed" is dbt's own `state:modified` against `state` (code, config, macros it calls), listed with
+    the run's manifest, so the reasons are the ones dbt selected on. `selected`: the user's --select chose
+    what to build, not the comparison.
+    """
+    assert invocation.manifest is not None, "the run's parse step hands its manifest over"
+    modified = _listed(invocation, "state:modified", state)
+    fresher = _listed(invocation, "source_status:fresher+", state) if (state / "sources.json").is_file() else set()
+    explained = []
+    for node in invocation.manifest.nodes.values():
+        if node.resource_type not in BUILT_RESOURCE_TYPES:
+            continue
+        unique_id = node.unique_id
+        if unique_id in built:
+            if unique_id in modified:
+                reason = "its code or config changed"
+            elif unique_id in fresher:
+                reason = "a source it reads has newer data"
+            else:
+                reason = "a node it is built on changed"
+            explained.append(NodeReuse(unique_id, True, "selected" if selected else reason))
+        elif unique_id in modified:
+            explained.append(NodeReuse(unique_id, False, "changed, but left out by the selection"))
+        else:
+            explained.append(NodeReuse(unique_id, False, f"unchanged since the last good state of {compared_with}"))
+    return sorted(explained, key=lambda item: (not item.built, item.unique_id))
+
+
+def _listed(invocation: DbtInvocation, selection: str, state: Path) -> set[str]:
+    """The unique ids `dbt ls --select <selection> --state <state>` lists, with the run's manifest (no parse)."""
+    command = ["ls", "--select", selection, "--state", str(state), "--resource-types", *BUILT_RESOURCE_TYPES]
+    args = [*invocation.args(command), "--output", "json", "--output-keys", "unique_id", "--quiet"]
+    outcome = dbtRunner(manifest=invocation.manifest).invoke(args)
+    if not outcome.success or not isinstance(outcome.result, list):
+        return set()
+    return {json.loads(line)["unique_id"] for line in outcome.result}

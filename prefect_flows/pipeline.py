@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,22 +28,36 @@ from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.dbt_arguments import DbtInvocation
-from dbt_pipeline.dbt_invocation import DbtCommandResult
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
-from dbt_pipeline.errors import ConfigError, PipelineError, StateStoreError
+from dbt_pipeline.errors import ConfigError, PipelineError, StaleSourcesError, StateStoreError
 from dbt_pipeline.interrupts import TimeLimits, stop_this_process
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection, needs_state
-from dbt_pipeline.settings import RunMode
+from dbt_pipeline.settings import OnStaleSource, RunMode
 from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
-from prefect_flows.dbt_tasks import DbtStep, plan_steps, run_dbt_step, without_recompiling
-from prefect_flows.last_good_state import fetch_compared_state, keep_last_good_state
+from prefect_flows.dbt_tasks import (
+    FRESHNESS_STEP,
+    DbtStep,
+    declares_freshness,
+    plan_steps,
+    run_dbt_step,
+    stale_sources,
+    without_recompiling,
+    without_stale_sources,
+)
+from prefect_flows.last_good_state import NodeReuse, explain_reuse, fetch_compared_state, keep_last_good_state
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
+# What --changed-only builds when the compared state has source freshness results: what changed in code
+# or config, what reads a source with newer data (the run's freshness step against the state's), and
+# everything downstream of either.
+CHANGED = "state:modified+ source_status:fresher+"
 # After the API is lost: how long the run may take to cancel its queries and clean up before it exits.
 API_LOSS_GRACE_SECONDS = 30
 
@@ -165,16 +179,33 @@ def dbt_full_pipeline(
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
         state = _compared_state(plan, artifacts, needed=needs_state(select, exclude))
         if (changed_only or state_from) and state is not None and not select:  # what changed, and what it feeds
-            select = "state:modified+"
+            select = CHANGED if (state / "sources.json").is_file() else "state:modified+"
         steps = plan_steps(
             plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
         )
-        reports, failure = _run_steps(steps, invocation, artifacts, retries, retry_delay_seconds, changed=state)
-        built = sum(len(report.result.nodes) for report in reports if report.result is not None)
+        reports, failure, invocation = _run_steps(
+            steps,
+            invocation,
+            artifacts,
+            retries,
+            retry_delay_seconds,
+            changed=state,
+            on_stale_source=plan.environment.on_stale_source,
+        )
+        reuse = _explain_reuse(plan, invocation, state, reports, selected=select not in (CHANGED, "state:modified+"))
+        built = _built(reports)
         complete = not select or (select == "state:modified+" and state is not None)
         if failure is None and complete and not exclude and (built or state is None):  # dbt's next --state
-            _keep_state(plan, artifacts, invocation.target_path, [step.name for step in steps if step.runs_nodes], mode)
-    publish_report(project=plan.project, target=target, run_name=run_name, steps=reports, secrets=plan.secrets.values())
+            node_steps = [step.name for step in steps if step.runs_nodes and step.judges_nodes]
+            _keep_state(plan, artifacts, invocation.target_path, node_steps, mode)
+    publish_report(
+        project=plan.project,
+        target=target,
+        run_name=run_name,
+        steps=reports,
+        secrets=plan.secrets.values(),
+        reuse=reuse,
+    )
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
         raise failure
@@ -189,23 +220,30 @@ def _run_steps(
     retry_delay_seconds: float,
     *,
     changed: Path | None,
-) -> tuple[list[StepReport], BaseException | None]:
+    on_stale_source: OnStaleSource,
+) -> tuple[list[StepReport], BaseException | None, DbtInvocation]:
     """Run the steps in order, each a task; after a failure the rest are listed as not run.
 
-    With a compared state (`changed`), docs are not generated again when no node was built: nothing in
-    the warehouse changed since the last good state.
+    The source freshness step runs only when the project declares freshness; what a stale source
+    does to the steps after it is the environment's `on_stale_source`. With a compared state
+    (`changed`), docs are not generated again when no node was built: nothing changed in the warehouse.
+
+    Returns the steps' reports, the failure if any, and the invocation as the last step had it (with
+    the parse step's manifest, compiled by the steps).
     """
     reports: list[StepReport] = []
     failure: BaseException | None = None
+    stale: list[NodeResult] = []
     for step in steps:
-        nothing_built = not any(report.result and report.result.nodes for report in reports)
-        if failure is not None or (changed is not None and step.name == "docs-generate" and nothing_built):
+        if step is FRESHNESS_STEP and not declares_freshness(invocation.manifest):
+            continue
+        if failure is not None or (changed is not None and step.name == "docs-generate" and not _built(reports)):
             reports.append(StepReport(step.name, None))  # the report lists the steps that did not run
             continue
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
         )
-        to_run = without_recompiling(step, invocation.manifest)
+        to_run = without_recompiling(without_stale_sources(step, stale), invocation.manifest)
         # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
         outcome = step_task(to_run, opaque(invocation), return_state=True).result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
@@ -215,7 +253,65 @@ def _run_steps(
             invocation = dataclasses.replace(invocation, manifest=result.manifest)
         reports.append(StepReport(step.name, result))
         save_step_artifacts(artifacts, step.name, invocation.target_path)
-    return reports, failure
+        if step is FRESHNESS_STEP and result is not None:
+            stale = _judge_freshness(result, on_stale_source, invocation.target)
+            if stale and on_stale_source == "fail":
+                failure = StaleSourcesError(_stale_message(stale, invocation.target), result)
+            elif on_stale_source != "skip":
+                stale = []
+    return reports, failure, invocation
+
+
+def _built(reports: Sequence[StepReport]) -> list[NodeResult]:
+    """The nodes the run's steps ran (seeds, snapshots, models, tests), not the sources freshness checked."""
+    return [
+        node
+        for report in reports
+        if report.result is not None and report.name != FRESHNESS_STEP.name
+        for node in report.result.nodes
+    ]
+
+
+def _judge_freshness(result: DbtCommandResult, on_stale_source: OnStaleSource, target: str) -> list[NodeResult]:
+    """Say what the freshness step found; return the stale sources (past their error_after)."""
+    logger = get_run_logger()
+    for node in result.nodes:
+        if node.status == NodeStatus.Warn:
+            logger.warning("Source %s is past its warn_after: %s", node.name, node.message or "")
+    unchecked = [node for node in result.nodes if node.status == NodeStatus.RuntimeErr]
+    if unchecked:  # a table not loaded yet, most often (a first run on an empty warehouse)
+        logger.warning(
+            "The freshness of %d source(s) could not be checked (%s: %s)",
+            len(unchecked),
+            ", ".join(node.name for node in unchecked),
+            " ".join((unchecked[0].message or "").split())[:300],
+        )
+    stale = stale_sources(result)
+    if stale and on_stale_source == "skip":
+        logger.warning(
+            "%s Left out, with every node built on them (on_stale_source: skip).", _stale_message(stale, target)
+        )
+    elif stale and on_stale_source == "warn":
+        logger.warning("%s Building anyway (on_stale_source: warn).", _stale_message(stale, target))
+    return stale
+
+
+def _stale_message(stale: Sequence[NodeResult], target: str) -> str:
+    names = ", ".join(".".join(node.unique_id.split(".")[2:]) for node in stale)
+    return (
+        f"{len(stale)} source(s) past their freshness error_after on target {target!r}: {names}. Load fresh "
+        "data, or change `on_stale_source` (warn, skip, fail) for this target in the environments file."
+    )
+
+
+def _explain_reuse(
+    plan: RunPlan, invocation: DbtInvocation, state: Path | None, reports: list[StepReport], *, selected: bool
+) -> list[NodeReuse]:
+    """With a compared state and the run's manifest: which nodes the run built and which it reused, and why."""
+    if state is None or plan.compared_with is None or invocation.manifest is None:
+        return []
+    built = {node.unique_id for node in _built(reports) if outcome_of(node.status) is NodeOutcome.PASSED}
+    return explain_reuse(invocation, state, built, compared_with=plan.compared_with.name, selected=selected)
 
 
 def _compared_state(plan: RunPlan, artifacts: Path, *, needed: bool) -> Path | None:

@@ -25,6 +25,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.run_summary import RunSummary
+from prefect_flows.last_good_state import NodeReuse
 
 # Colours of the timeline bars, by dbt status.
 _OUTCOME_COLOURS = {NodeOutcome.PASSED: "#2e9e5b", NodeOutcome.FAILED: "#d93025", NodeOutcome.SKIPPED: "#9aa0a6"}
@@ -60,7 +61,9 @@ def save_step_artifacts(directory: Path, step: str, target_path: Path) -> None:
             shutil.copyfile(target_path / name, directory / "docs" / name)
 
 
-def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, timeline_path: Path) -> str:
+def render_markdown(
+    *, title: str, steps: Sequence[StepReport], timeline: str, timeline_path: Path, reuse: Sequence[NodeReuse] = ()
+) -> str:
     """The report as markdown (Prefect renders markdown artifacts)."""
     nodes = [node for step in steps if step.result for node in step.result.nodes]
     failed = [node for node in nodes if node.failed]
@@ -90,6 +93,7 @@ def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, t
         for node in failed:
             rows = f" ({node.failures} failing rows)" if node.failures else ""
             lines.append(f"- `{node.unique_id}` **{node.status}**{rows}: {_cell(node.message)}")
+    lines += _reuse_section(reuse)
     docs = timeline_path.parent / "docs" / "index.html"
     if docs.is_file():
         lines += [
@@ -109,6 +113,26 @@ def render_markdown(*, title: str, steps: Sequence[StepReport], timeline: str, t
         "Every node, slowest first: the table artifact `dbt-nodes-<target>` of this flow run.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _reuse_section(reuse: Sequence[NodeReuse]) -> list[str]:
+    """For a run compared with a last good state: every model, seed and snapshot, built or reused, and why."""
+    if not reuse:
+        return []
+    built = sum(item.built for item in reuse)
+    lines = [
+        "",
+        "## Built and reused",
+        "",
+        f"**{built} built**, {len(reuse) - built} reused (models, seeds, snapshots).",
+        "",
+    ]
+    lines += ["| node | | why |", "|---|---|---|"]
+    lines += [
+        f"| `{item.unique_id.split('.', 2)[-1]}` | {'**built**' if item.built else 'reused'} | {item.reason} |"
+        for item in reuse
+    ]
+    return lines
 
 
 def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
@@ -227,7 +251,13 @@ def ui_url(path: str) -> str:
 
 
 def publish_report(
-    *, project: DbtProject, target: str, run_name: str, steps: Sequence[StepReport], secrets: Iterable[str] = ()
+    *,
+    project: DbtProject,
+    target: str,
+    run_name: str,
+    steps: Sequence[StepReport],
+    secrets: Iterable[str] = (),
+    reuse: Sequence[NodeReuse] = (),
 ) -> Path:
     """Save the report on disk, publish it as the Prefect artifact `dbt-run-report-<target>`, and
     save the run's summary (with the report's link) for the alert."""
@@ -235,7 +265,9 @@ def publish_report(
     success = all(step.result is not None and step.result.success for step in steps)
     timeline = render_timeline(steps)
     title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))
-    markdown = render_markdown(title=title, steps=steps, timeline=timeline, timeline_path=directory / "timeline.svg")
+    markdown = render_markdown(
+        title=title, steps=steps, timeline=timeline, timeline_path=directory / "timeline.svg", reuse=reuse
+    )
     table = node_table(steps)
     write_report(directory, markdown, timeline, table)
     create_table_artifact(table=table, key=f"dbt-nodes-{target}", description=f"dbt nodes of the run, target {target}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
+
 from tests.conftest import Workspace
 from tests.prefect_api import flow_run_name
 
@@ -63,3 +65,25 @@ def test_changed_only_builds_what_changed_and_nothing_when_nothing_did(workspace
     assert executed(run_dir) == expected
     assert "model.shop_analytics.stores" in expected
     assert len(expected) < 30
+    # The report says, for every model, seed and snapshot, whether it was built or reused, and why.
+    report = (run_dir / "report.md").read_text()
+    assert "**2 built**, 37 reused (models, seeds, snapshots)." in report
+    assert "| `stg_shop__stores` | **built** | its code or config changed |" in report
+    assert "| `stores` | **built** | a node it is built on changed |" in report
+    assert "| `orders` | reused | unchanged since the last good state of dev |" in report
+    assert "| `raw_orders` | reused | unchanged since the last good state of dev |" in report
+
+    # A loader adds a customer: the source's newest load time moves on, its descendants alone are built.
+    with duckdb.connect(str(workspace.root / "warehouse" / "dev.duckdb")) as database:
+        database.execute(
+            "insert into main.raw_customers select * replace "
+            "(id + 100000 as id, 'new.' || email as email, now()::timestamp as updated_at) "
+            "from main.raw_customers order by id limit 1"
+        )
+    new_rows = workspace.pipeline("--changed-only", "--mode", "build")
+    assert new_rows.returncode == 0, new_rows.stderr[-3000:]
+    run_dir = runs / flow_run_name(new_rows.stdout + new_rows.stderr)
+    source = "source.shop_analytics.shop.customers"
+    assert executed(run_dir) == descendants(manifest, source) - {source}
+    report = (run_dir / "report.md").read_text()
+    assert "| `stg_shop__customers` | **built** | a source it reads has newer data |" in report

@@ -40,10 +40,10 @@ def run_results(path: Path, *statuses: str) -> Path:
 def test_steps_follow_the_seed_and_deps_only_with_packages(tmp_path: Path) -> None:
     """seed, snapshot, run, test, docs generate; deps first only when the project declares packages."""
     names = [step.name for step in plan_steps(project(tmp_path))]
-    assert names == ["parse", "seed", "snapshot", "run", "test", "docs-generate"]
+    assert names == ["parse", "source-freshness", "seed", "snapshot", "run", "test", "docs-generate"]
     (tmp_path / "with-packages").mkdir()
     with_packages = plan_steps(project(tmp_path / "with-packages", packages=True))
-    assert [step.name for step in with_packages][:3] == ["deps", "parse", "seed"]
+    assert [step.name for step in with_packages][:3] == ["deps", "parse", "source-freshness"]
     assert not with_packages[0].runs_nodes
     assert not with_packages[-1].runs_nodes
 
@@ -68,8 +68,8 @@ def test_build_mode_runs_one_build_in_place_of_seed_to_test(tmp_path: Path) -> N
     steps = plan_steps(
         project(tmp_path / "with-packages", packages=True), mode="build", select="orders+", full_refresh=True
     )
-    assert [step.name for step in steps] == ["deps", "parse", "build", "docs-generate"]
-    build = steps[2]
+    assert [step.name for step in steps] == ["deps", "parse", "source-freshness", "build", "docs-generate"]
+    build = steps[3]
     assert build.command == ("build", "--select", "orders+", "--full-refresh")
     assert build.runs_nodes
 
@@ -80,10 +80,11 @@ def test_a_compared_state_reaches_the_node_steps_with_defer(tmp_path: Path) -> N
     state = tmp_path / "state"
     for mode in ("steps", "build"):
         steps = plan_steps(project(tmp_path), mode=mode, select="state:modified+", state=state)
-        for step in steps:
+        for step in steps[2:]:  # after parse and source freshness, which checks every source
             expected = ("--select", "state:modified+", "--state", str(state), "--defer") if step.runs_nodes else ()
             assert step.command[len(step.command) - len(expected) :] == expected, step
             assert ("--state" in step.command) == step.runs_nodes, step
+        assert steps[1].command == ("source", "freshness")
 
 
 def test_a_failed_build_is_retried_with_dbt_retry(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_local_and_git_packages_are_installed_and_used(
     assert (installed / "local_helpers" / "macros" / "local_helpers.sql").is_file()
     assert (installed / "git_helpers" / "macros" / "git_helpers.sql").is_file()
     steps = [run.name.rsplit("-", 1)[0] for run in step_runs(all_task_runs(prefect_api, output))]
-    assert steps[:3] == ["dbt-deps", "dbt-parse", "dbt-seed"], steps
+    assert steps[:4] == ["dbt-deps", "dbt-parse", "dbt-source-freshness", "dbt-seed"], steps
     with duckdb.connect(str(workspace.root / "warehouse" / "dev.duckdb"), read_only=True) as database:
         row = database.execute("select from_local, from_git from main.package_answer").fetchone()
     assert row == (42, 42)

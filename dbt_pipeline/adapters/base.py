@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from dbt_pipeline.settings import NOTIFICATION_BLOCK_PATTERN, Count, EnvironmentName, RunMode, Settings, resolve_path
+from dbt_pipeline.settings import (
+    NOTIFICATION_BLOCK_PATTERN,
+    Count,
+    EnvironmentName,
+    OnStaleSource,
+    RunMode,
+    Settings,
+    resolve_path,
+)
 from dbt_pipeline.state_store import is_url, local_folder, location_problem
 
 if TYPE_CHECKING:
@@ -68,6 +76,13 @@ class WarehouseEnvironment(Settings, ABC):
         description=(
             "How a run executes the nodes: `steps` (seed, snapshot, run, then test) or `build` (one dbt build: "
             "each model's tests right after it, a failure skips only its descendants)."
+        ),
+    )
+    on_stale_source: OnStaleSource = Field(
+        default="warn",
+        description=(
+            "When the project declares source freshness and a source is past its error_after: `warn`, `skip` "
+            "(leave out every node built on it) or `fail` (fail the run before building anything)."
         ),
     )
     notification_block: str | None = Field(
