@@ -16,8 +16,16 @@ from dbt.contracts.graph.manifest import Manifest
 from dbt.contracts.graph.nodes import AnalysisNode, ModelNode, SeedNode
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
-from prefect_flows.dbt_tasks import DbtStep, command_for_attempt, plan_steps, without_recompiling
+from prefect_flows.dbt_tasks import (
+    DbtStep,
+    command_for_attempt,
+    plan_steps,
+    stale_sources,
+    without_recompiling,
+    without_stale_sources,
+)
 
 RUN = DbtStep("run", ("run", "--select", "orders"))
 
@@ -181,3 +189,22 @@ def test_docs_are_not_compiled_again_once_the_run_compiled_every_node(tmp_path: 
         assert without_recompiling(docs, manifest) is docs, left_out
     run = next(step for step in plan_steps(project(tmp_path)) if step.name == "run")
     assert without_recompiling(run, compiled) is run
+
+
+def test_stale_sources_are_left_out_of_the_node_steps_with_what_is_built_on_them(tmp_path: Path) -> None:
+    """on_stale_source: skip adds `--exclude source:<source>.<table>+` to every node step (dbt unions it with
+    the user's --exclude), never to the freshness step itself or to docs."""
+    stale = [
+        NodeResult("source.shop.shop.customers", "customers", "source", "error", "stale", 0.1),
+        NodeResult("source.shop.erp.orders", "orders", "source", "error", "stale", 0.1),
+    ]
+    steps = {step.name: without_stale_sources(step, stale) for step in plan_steps(project(tmp_path), exclude="x")}
+    assert steps["run"].command == ("run", "--exclude", "x", "--exclude", "source:shop.customers+ source:erp.orders+")
+    assert steps["source-freshness"].command == ("source", "freshness")
+    assert steps["docs-generate"].command == ("docs", "generate")
+    assert without_stale_sources(steps["test"], []) is steps["test"]
+    assert stale_sources(DbtCommandResult("dbt source freshness", False, (*stale, _passed()), None, tmp_path)) == stale
+
+
+def _passed() -> NodeResult:
+    return NodeResult("source.shop.shop.stores", "stores", "source", "pass", None, 0.1)
