@@ -38,8 +38,9 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.environments import DEFAULT_ENVIRONMENTS_FILE, BigQueryEnvironment, load_environments
 from dbt_pipeline.profiles import profile_outputs
+from dbt_pipeline.state_store import StateStore
 from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
-from tests.emulators import BigQueryEmulator, unique_dataset
+from tests.emulators import BigQueryEmulator, GcsEmulator, unique_bucket, unique_dataset
 from tests.emulators.bigquery import add_catalog_macros
 from tests.emulators.billing import MINIMUM_BILLED_PER_TABLE, billing_proxy
 from tests.loopback import serving
@@ -119,6 +120,7 @@ class BigQueryRun:
     key: ServiceAccountKey
     setup_output: str
     first_run_output: str
+    state_store: str  # the target's gs:// state store, on the GCS emulator
 
     def count(self, sql_from: str) -> int:
         """``select count(*)`` through google-cloud-bigquery, on the emulator."""
@@ -150,6 +152,7 @@ def bigquery_run(
     prefect_api: str,
     prefect_home: Path,
     bigquery_emulator: BigQueryEmulator,
+    gcs_emulator: GcsEmulator,
     token_endpoint: TokenEndpoint,
 ) -> BigQueryRun:
     """Setup then one full pipeline run on target `bq`, shared by the tests of this module.
@@ -168,6 +171,9 @@ def bigquery_run(
     assert bigquery_emulator.endpoint is not None
     key = _service_account_key(root, bigquery_emulator.project, token_endpoint.url)
     dataset = unique_dataset("pipeline")
+    # The last good state goes to a bucket, read with the target's own key (gcsfs, on the GCS emulator).
+    state_store = f"gs://{gcs_emulator.create_bucket(unique_bucket('dbt-state'))}/state"
+    workspace.env["STORAGE_EMULATOR_HOST"] = gcs_emulator.storage_options()["endpoint_url"]
     workspace.write_environments(
         {
             "defaults": {"dbt_project_dir": str(dbt_project)},
@@ -180,6 +186,7 @@ def bigquery_run(
                     "threads": 4,
                     "maximum_bytes_billed": MAXIMUM_BYTES_BILLED,
                     "api_endpoint": bigquery_emulator.endpoint,
+                    "state_store": state_store,
                 }
             },
         }
@@ -191,7 +198,9 @@ def bigquery_run(
     result = workspace.pipeline("--target", TARGET)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    return BigQueryRun(workspace, dbt_project, bigquery_emulator, dataset, key, setup.stdout + setup.stderr, output)
+    return BigQueryRun(
+        workspace, dbt_project, bigquery_emulator, dataset, key, setup.stdout + setup.stderr, output, state_store
+    )
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +232,7 @@ def test_setup_and_pipeline_build_the_example_project_on_bigquery_with_a_service
 
     # dbt authenticated as the service account: a JWT assertion signed with the key, for an access token.
     assert token_endpoint.requests, "dbt never asked the token endpoint for an access token"
+    scopes = []
     for form in token_endpoint.requests:
         assert form["grant_type"] == JWT_BEARER_GRANT
         header, payload, signature = form["assertion"].split(".")
@@ -232,7 +242,10 @@ def test_setup_and_pipeline_build_the_example_project_on_bigquery_with_a_service
         claims = json.loads(_jwt_part(payload))
         # google-auth always addresses the assertion to Google's token endpoint, whatever the key's token_uri.
         assert (claims["iss"], claims["aud"]) == (bigquery_run.key.info["client_email"], GOOGLE_TOKEN_ENDPOINT)
-        assert "bigquery" in claims["scope"]
+        # dbt signs in for BigQuery; the state store (gcsfs, the last good state's bucket) for Cloud Storage.
+        scopes.append(claims["scope"])
+    assert all("bigquery" in scope or "devstorage" in scope for scope in scopes), scopes
+    assert any("bigquery" in scope for scope in scopes), scopes
 
     for table, rows in EXPECTED_ROWS.items():
         assert bigquery_run.count(bigquery_run.table(table)) == rows, table
@@ -245,7 +258,8 @@ def test_setup_and_pipeline_build_the_example_project_on_bigquery_with_a_service
     nodes = json.loads((run_dir / "nodes.json").read_text())
     reported = {row["node"]: row["status"] for row in nodes if row["type"] == "model"}
     assert reported == dict.fromkeys(models, "success")
-    assert not [row for row in nodes if row["status"] not in ("success", "pass")], "every node succeeded or passed"
+    built = [row for row in nodes if row["step"] != "source-freshness"]  # on an empty dataset: not checked yet
+    assert not [row for row in built if row["status"] not in ("success", "pass")], "every node succeeded or passed"
     assert "dbt run succeeded" in (run_dir / "report.md").read_text()
     assert (run_dir / "docs" / "catalog.json").is_file()
 
@@ -293,6 +307,10 @@ def test_emulator_workarounds_never_reach_production() -> None:
             'description="Another BigQuery API endpoint, e.g. a local emulator in tests; unset in production.",',
             "if self.api_endpoint is not None:",
             'extras["api_endpoint"] = self.api_endpoint',
+        ],
+        # The state store's documentation of gcsfs's own endpoint option (nothing sets it but the caller).
+        "dbt_pipeline/state_store.py": [
+            'an emulator, `{"endpoint_url": "http://127.0.0.1:<port>", "token": "anon"}`. `timeout` bounds each'
         ],
     }
 
@@ -402,3 +420,37 @@ def test_private_key_never_leaks_from_setup_or_runs(bigquery_run: BigQueryRun, s
     assert (output["method"], output["keyfile"]) == ("service-account", str(bigquery_run.key.path))
 
     assert not list((bigquery_run.workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile is removed"
+
+
+def test_a_ci_target_compared_with_the_bucket_state_builds_and_reads_nothing_unchanged(
+    bigquery_run: BigQueryRun, gcs_emulator: GcsEmulator, tmp_path: Path
+) -> None:
+    """The full run's last good state is in the target's gs:// store; a CI target compared with it
+    (`--state-from bq`), nothing changed, builds no node and starts no query job that builds or reads a model:
+    its only table reads are the freshness step's, on the sources.
+
+    The jobs are counted by tests.emulators.billing, a proxy in front of the emulator (limit high enough
+    to let every job through); the bucket is gcp-storage-emulator's (Google's endpoints cannot be reached)."""
+    state = StateStore.at(bigquery_run.state_store, TARGET, storage_options=gcs_emulator.storage_options()).fetch(
+        tmp_path / "state"
+    )
+    assert state is not None
+    assert state.run_id == flow_run_name(bigquery_run.first_run_output)
+    assert bigquery_run.emulator.endpoint is not None
+    with billing_proxy(bigquery_run.emulator.endpoint) as proxy:
+        _add_target(bigquery_run, "bq-ci", api_endpoint=proxy.url)
+        result = bigquery_run.workspace.pipeline("--target", "bq-ci", "--state-from", TARGET)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert f"Comparing with the last good state of target '{TARGET}'" in output
+    run_dir = bigquery_run.dbt_project / "target" / "bq-ci" / "runs" / flow_run_name(output)
+    built = [path.name for path in run_dir.glob("*.run_results.json") if json.loads(path.read_text())["results"]]
+    assert built == [], built
+    manifest = json.loads((bigquery_run.dbt_project / "target" / "bq-ci" / "manifest.json").read_text())
+    models = {node["alias"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+    assert proxy.queries, "the freshness step's queries should have been seen: the proxy counts nothing"
+    # Each job's SQL without dbt's query comment (a JSON header naming the node, e.g. source shop.customers).
+    sql = [re.sub(r"/\*.*?\*/", " ", query, flags=re.DOTALL) for query in proxy.queries]
+    named = {word for query in sql for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query)}
+    assert not named & models, named & models
+    assert "create or replace" not in " ".join(proxy.queries).lower()

@@ -52,6 +52,7 @@ class BillingProxy(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         self.upstream = urllib.parse.urlsplit(upstream)
         self.limits: list[int] = []  # maximumBytesBilled of every query job, as the API received it
+        self.queries: list[str] = []  # the SQL of every query job, in the order they came
 
     @property
     def url(self) -> str:
@@ -70,6 +71,7 @@ class BillingProxy(ThreadingHTTPServer):
             return None
         limit = int(query["maximumBytesBilled"])  # an int64 in JSON: a string on the wire
         self.limits.append(limit)
+        self.queries.append(query.get("query", ""))
         billed = MINIMUM_BILLED_PER_TABLE if _READS_A_TABLE.search(query.get("query", "")) else 0
         if billed <= limit:
             return None
