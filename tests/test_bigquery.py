@@ -22,10 +22,8 @@ import base64
 import json
 import re
 import socket
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +41,7 @@ from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
 from tests.emulators import BigQueryEmulator, GcsEmulator, unique_bucket, unique_dataset
 from tests.emulators.bigquery import add_catalog_macros
 from tests.emulators.billing import MINIMUM_BILLED_PER_TABLE, billing_proxy
-from tests.loopback import serving
+from tests.loopback import TokenEndpoint, serving
 from tests.prefect_api import all_task_runs, flow_run_name, step_runs
 
 TARGET = "bq"
@@ -56,39 +54,6 @@ EXPECTED_ROWS = {"customers": 150, "orders": 800, "order_items": 2054, "products
 
 
 # -- a stand-in for Google's OAuth token endpoint ------------------------------------------------------
-
-
-class _TokenHandler(BaseHTTPRequestHandler):
-    """Answers every POST with an access token, as https://oauth2.googleapis.com/token does."""
-
-    server: TokenEndpoint
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        self.server.requests.append(dict(urllib.parse.parse_qsl(body)))
-        payload = json.dumps({"access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the test reads `requests` instead."""
-
-
-class TokenEndpoint(ThreadingHTTPServer):
-    """The fake token endpoint: ``url`` goes into the key's ``token_uri``; ``requests`` are the forms POSTed."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _TokenHandler)
-        self.requests: list[dict[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/token"
 
 
 @pytest.fixture(scope="module")

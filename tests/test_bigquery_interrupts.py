@@ -30,8 +30,9 @@ from prefect.client.schemas.objects import StateType
 from tests.conftest import Workspace, copy_example_project, make_workspace
 from tests.emulators import BigQueryEmulator, unique_dataset
 from tests.emulators.slow_jobs import HOLD_MARKER, HeldJob, SlowJobsProxy, slow_jobs_proxy
+from tests.loopback import TokenEndpoint
 from tests.prefect_api import read_flow_run
-from tests.test_bigquery import TokenEndpoint, _service_account_key
+from tests.test_bigquery import _service_account_key
 from tests.test_bigquery import token_endpoint as token_endpoint  # a module-scoped fixture, shared
 from tests.test_interrupts import STOP_WITHIN_SECONDS, RunningPipeline, assert_nothing_left
 

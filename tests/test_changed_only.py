@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 
+from dbt_pipeline.state_store import StateStore
 from tests.conftest import Workspace
 from tests.prefect_api import flow_run_name
 
@@ -87,3 +88,8 @@ def test_changed_only_builds_what_changed_and_nothing_when_nothing_did(workspace
     assert executed(run_dir) == descendants(manifest, source) - {source}
     report = (run_dir / "report.md").read_text()
     assert "| `stg_shop__customers` | **built** | a source it reads has newer data |" in report
+    # ...and that run, which built all that had changed, is the next one's last good state.
+    state = StateStore.at(workspace.root / "warehouse" / "state", "dev").fetch(workspace.root / "last-good")
+    assert state is not None
+    assert state.run_id == run_dir.name
+    assert "sources.json" in state.files

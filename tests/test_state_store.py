@@ -13,11 +13,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,7 @@ from dbt_pipeline.errors import PipelineError, StateStoreError
 from dbt_pipeline.state_store import KEEP_RUNS, POINTER, LastGoodState, StateStore, location_problem
 from tests.conftest import REPO
 from tests.emulators.gcs import GcsEmulator, unique_bucket
-from tests.loopback import serving
+from tests.loopback import TokenEndpoint, serving
 
 TARGET = "dev"
 DBT_VERSION = "1.11.16"
@@ -357,37 +355,6 @@ def test_an_unreachable_endpoint_is_a_clear_error_within_the_timeout(tmp_path: P
 # -- credentials -------------------------------------------------------------------------------------------
 
 
-class _TokenHandler(BaseHTTPRequestHandler):
-    """Google's OAuth token endpoint, as far as a service account needs it: any assertion gets a token."""
-
-    server: TokenEndpoint
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-        self.server.grants.append(dict(urllib.parse.parse_qsl(body)).get("grant_type", ""))
-        payload = json.dumps({"access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-class TokenEndpoint(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _TokenHandler)
-        self.grants: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/token"
-
-
 @pytest.fixture
 def token_endpoint() -> Iterator[TokenEndpoint]:
     with serving(TokenEndpoint(), "fake-google-token-endpoint") as server:
@@ -419,7 +386,7 @@ def test_a_service_account_given_as_info_signs_in(
     files = save(store, tmp_path, "run-1")
     into = tmp_path / "fetched"
     assert_state(store.fetch(into), "run-1", files, into)
-    assert "urn:ietf:params:oauth:grant-type:jwt-bearer" in token_endpoint.grants
+    assert "urn:ietf:params:oauth:grant-type:jwt-bearer" in [form.get("grant_type") for form in token_endpoint.requests]
     assert "service_account" not in repr(store)
 
 

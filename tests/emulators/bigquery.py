@@ -52,7 +52,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -63,6 +62,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from tests.emulators.processes import end_process_group
 
 if TYPE_CHECKING:
     from google.cloud import bigquery
@@ -310,14 +311,7 @@ class BigQueryEmulator:
         temporary folder unless ``keep_workdir``. Idempotent; safe after a failed ``start()``."""
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
+            end_process_group(process, timeout)
         self.endpoint = None
         self.grpc_endpoint = None
         if self.workdir is not None and not self.keep_workdir:

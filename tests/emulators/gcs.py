@@ -36,7 +36,6 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,8 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+
+from tests.emulators.processes import end_process_group
 
 __all__ = ["GcsEmulator", "GcsEmulatorError", "gcs_emulator", "running_gcs_emulator", "unique_bucket"]
 
@@ -161,14 +162,7 @@ class GcsEmulator:
         temporary folder. Idempotent; safe after a failed ``start()``."""
         process, self._process = self._process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
+            end_process_group(process, timeout)
             if process.stdout is not None:
                 process.stdout.close()
         self.endpoint = None
