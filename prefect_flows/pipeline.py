@@ -54,10 +54,11 @@ from prefect_flows.last_good_state import NodeReuse, explain_reuse, fetch_compar
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
-# What --changed-only builds when the compared state has source freshness results: what changed in code
-# or config, what reads a source with newer data (the run's freshness step against the state's), and
-# everything downstream of either.
-CHANGED = "state:modified+ source_status:fresher+"
+# What --changed-only builds: what changed in code or config and everything downstream of it; and, when
+# the compared state has source freshness results, also what reads a source with newer data (the run's
+# freshness step against the state's).
+MODIFIED = "state:modified+"
+CHANGED = f"{MODIFIED} source_status:fresher+"
 # After the API is lost: how long the run may take to cancel its queries and clean up before it exits.
 API_LOSS_GRACE_SECONDS = 30
 
@@ -179,7 +180,7 @@ def dbt_full_pipeline(
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
         state = _compared_state(plan, artifacts, needed=needs_state(select, exclude))
         if (changed_only or state_from) and state is not None and not select:  # what changed, and what it feeds
-            select = CHANGED if (state / "sources.json").is_file() else "state:modified+"
+            select = CHANGED if (state / "sources.json").is_file() else MODIFIED
         steps = plan_steps(
             plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
         )
@@ -192,10 +193,10 @@ def dbt_full_pipeline(
             changed=state,
             on_stale_source=plan.environment.on_stale_source,
         )
-        reuse = _explain_reuse(plan, invocation, state, reports, selected=select not in (CHANGED, "state:modified+"))
-        built = _built(reports)
-        complete = not select or (select == "state:modified+" and state is not None)
-        if failure is None and complete and not exclude and (built or state is None):  # dbt's next --state
+        compared = state is not None and select in (MODIFIED, CHANGED)  # the selection is the comparison's
+        reuse = _explain_reuse(plan, invocation, state, reports, selected=not compared)
+        # A complete run that built something is dbt's next --state: the whole project, or all that changed.
+        if failure is None and (not select or compared) and not exclude and (_built(reports) or state is None):
             node_steps = [step.name for step in steps if step.runs_nodes and step.judges_nodes]
             _keep_state(plan, artifacts, invocation.target_path, node_steps, mode)
     publish_report(
