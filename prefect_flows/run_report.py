@@ -62,7 +62,13 @@ def save_step_artifacts(directory: Path, step: str, target_path: Path) -> None:
 
 
 def render_markdown(
-    *, title: str, steps: Sequence[StepReport], timeline: str, timeline_path: Path, reuse: Sequence[NodeReuse] = ()
+    *,
+    title: str,
+    steps: Sequence[StepReport],
+    timeline: str,
+    timeline_path: Path,
+    reuse: Sequence[NodeReuse] = (),
+    nodes_url: str | None = None,
 ) -> str:
     """The report as markdown (Prefect renders markdown artifacts)."""
     nodes = [node for step in steps if step.result for node in step.result.nodes]
@@ -106,12 +112,8 @@ def render_markdown(
         ]
     lines += ["", "## Timeline", "", f"![timeline of node durations per thread]({_data_uri(timeline)})", ""]
     lines.append(f"Saved as `{timeline_path}`.")
-    lines += [
-        "",
-        "## Nodes",
-        "",
-        "Every node, slowest first: the table artifact `dbt-nodes-<target>` of this flow run.",
-    ]
+    table = f"[the node table]({nodes_url})" if nodes_url else "the node table artifact of this flow run"
+    lines += ["", "## Nodes", "", f"Every node, failures first, then slowest: {table}."]
     return "\n".join(lines) + "\n"
 
 
@@ -135,24 +137,37 @@ def _reuse_section(reuse: Sequence[NodeReuse]) -> list[str]:
     return lines
 
 
+# The table's order: what failed, then what did not run because of it, then the rest; slowest first in each.
+_TABLE_ORDER = {NodeOutcome.FAILED: 0, NodeOutcome.SKIPPED: 1, NodeOutcome.PASSED: 2}
+
+
 def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
-    """One row per node, slowest first: status, duration, rows affected, message."""
+    """One row per node, answering "what failed, and what was slow": failures first, then skipped nodes, then
+    the rest, slowest first in each. Status and duration lead (long test names would push them off a screen);
+    the bytes columns are there only when the adapter reported them (BigQuery)."""
     nodes = [(step.name, node) for step in steps if step.result for node in step.result.nodes]
-    return [
-        {
+    billed = any(
+        "bytes_processed" in node.adapter_response or "bytes_billed" in node.adapter_response for _, node in nodes
+    )
+    rows = []
+    for step, node in sorted(
+        nodes, key=lambda item: (_TABLE_ORDER[outcome_of(item[1].status)], -item[1].execution_time)
+    ):
+        row: dict[str, object] = {
+            "status": node.status,
+            "duration_s": round(node.execution_time, 3),
             "node": node.name,
             "type": node.resource_type,
             "step": step,
-            "status": node.status,
-            "duration_s": round(node.execution_time, 3),
             "rows_affected": node.rows_affected,
-            "bytes_processed": node.adapter_response.get("bytes_processed"),
-            "bytes_billed": node.adapter_response.get("bytes_billed"),
             "failures": node.failures,
-            "message": _cell(node.message, limit=200),
         }
-        for step, node in sorted(nodes, key=lambda item: -item[1].execution_time)
-    ]
+        if billed:
+            row["bytes_processed"] = node.adapter_response.get("bytes_processed")
+            row["bytes_billed"] = node.adapter_response.get("bytes_billed")
+        row["message"] = _cell(node.message, limit=200)
+        rows.append(row)
+    return rows
 
 
 def serve_docs_command(docs_dir: Path) -> str:
@@ -265,12 +280,19 @@ def publish_report(
     success = all(step.result is not None and step.result.success for step in steps)
     timeline = render_timeline(steps)
     title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))
-    markdown = render_markdown(
-        title=title, steps=steps, timeline=timeline, timeline_path=directory / "timeline.svg", reuse=reuse
-    )
     table = node_table(steps)
+    table_id = create_table_artifact(
+        table=table, key=f"dbt-nodes-{target}", description=f"dbt nodes of the run, target {target}"
+    )
+    markdown = render_markdown(
+        title=title,
+        steps=steps,
+        timeline=timeline,
+        timeline_path=directory / "timeline.svg",
+        reuse=reuse,
+        nodes_url=ui_url(f"artifacts/artifact/{table_id}"),
+    )
     write_report(directory, markdown, timeline, table)
-    create_table_artifact(table=table, key=f"dbt-nodes-{target}", description=f"dbt nodes of the run, target {target}")
     report_id = create_markdown_artifact(
         markdown=markdown, key=f"dbt-run-report-{target}", description=f"dbt run report, target {target}"
     )

@@ -205,23 +205,13 @@ def test_report_points_to_the_docs_only_when_this_run_saved_them(tmp_path: Path)
 # The node table.
 
 
-def test_node_table_has_one_row_per_node_slowest_first() -> None:
+def test_node_table_answers_what_failed_then_what_was_slow() -> None:
+    """Failed nodes first, then skipped ones, then the rest, slowest first in each; status and duration lead."""
     table = node_table(FAILED_RUN)
-    assert [row["node"] for row in table] == ["orders", "revenue", "raw_orders", "raw_stores", "margins"]
-    assert [row["step"] for row in table] == ["run", "run", "seed", "seed", "run"]
+    assert [row["node"] for row in table] == ["revenue", "margins", "orders", "raw_orders", "raw_stores"]
+    assert [row["step"] for row in table] == ["run", "run", "run", "seed", "seed"]
     assert all(list(row) == list(table[0]) for row in table)
-    assert list(table[0]) == [
-        "node",
-        "type",
-        "step",
-        "status",
-        "duration_s",
-        "rows_affected",
-        "bytes_processed",
-        "bytes_billed",
-        "failures",
-        "message",
-    ]
+    assert list(table[0]) == ["status", "duration_s", "node", "type", "step", "rows_affected", "failures", "message"]
 
 
 def test_node_table_keeps_dbt_order_among_equal_durations() -> None:
@@ -230,7 +220,8 @@ def test_node_table_keeps_dbt_order_among_equal_durations() -> None:
 
 
 def test_node_table_row_values() -> None:
-    """Each row: type, status, rounded duration, rows (unknown -1 left empty), bytes, failures, one-line message."""
+    """Each row: status, rounded duration, type, rows (unknown -1 left empty), failures, one-line message; the bytes
+    columns, for every row, once the adapter reported bytes for a node (BigQuery)."""
     long_message = "x" * 250
     steps = (
         StepReport(
@@ -245,19 +236,25 @@ def test_node_table_row_values() -> None:
     )
     test, seed, view = node_table(steps)
     assert test == {
+        "status": "fail",
+        "duration_s": 0.123,
         "node": "t",
         "type": "test",
         "step": "test",
-        "status": "fail",
-        "duration_s": 0.123,
         "rows_affected": None,
+        "failures": 3,
         "bytes_processed": None,
         "bytes_billed": None,
-        "failures": 3,
         "message": "x" * 199 + "…",
     }
     assert (seed["rows_affected"], seed["bytes_billed"]) == (12, 9)
     assert view["rows_affected"] is None
+
+
+def test_report_links_the_node_table() -> None:
+    url = "http://127.0.0.1:4200/artifacts/artifact/1234"
+    report = render_markdown(title="t", steps=FAILED_RUN, timeline="<svg/>", timeline_path=TIMELINE_PATH, nodes_url=url)
+    assert f"Every node, failures first, then slowest: [the node table]({url})." in report
 
 
 def test_node_table_of_a_run_with_no_node_is_empty() -> None:
