@@ -126,11 +126,16 @@ def stale_sources(result: DbtCommandResult) -> list[NodeResult]:
     return [node for node in result.nodes if node.status == NodeStatus.Error]
 
 
+def source_name(node: NodeResult) -> str:
+    """A source's `<source>.<table>` name, as dbt's `source:` selector takes it (from its unique id)."""
+    return ".".join(node.unique_id.split(".")[2:])
+
+
 def without_stale_sources(step: DbtStep, stale: Sequence[NodeResult]) -> DbtStep:
     """A node step that leaves out the stale sources and everything built on them (dbt's `--exclude source:x+`)."""
     if not step.runs_nodes or not stale or step is FRESHNESS_STEP:
         return step
-    selectors = " ".join(f"source:{'.'.join(node.unique_id.split('.')[2:])}+" for node in stale)
+    selectors = " ".join(f"source:{source_name(node)}+" for node in stale)
     return dataclasses.replace(step, command=(*step.command, "--exclude", selectors))
 
 

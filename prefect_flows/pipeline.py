@@ -46,6 +46,7 @@ from prefect_flows.dbt_tasks import (
     declares_freshness,
     plan_steps,
     run_dbt_step,
+    source_name,
     stale_sources,
     without_recompiling,
     without_stale_sources,
@@ -255,11 +256,10 @@ def _run_steps(
         reports.append(StepReport(step.name, result))
         save_step_artifacts(artifacts, step.name, invocation.target_path)
         if step is FRESHNESS_STEP and result is not None:
-            stale = _judge_freshness(result, on_stale_source, invocation.target)
-            if stale and on_stale_source == "fail":
-                failure = StaleSourcesError(_stale_message(stale, invocation.target), result)
-            elif on_stale_source != "skip":
-                stale = []
+            found = _judge_freshness(result, on_stale_source, invocation.target)
+            if found and on_stale_source == "fail":
+                failure = StaleSourcesError(_stale_message(found, invocation.target), result)
+            stale = found if on_stale_source == "skip" else []
     return reports, failure, invocation
 
 
@@ -298,7 +298,7 @@ def _judge_freshness(result: DbtCommandResult, on_stale_source: OnStaleSource, t
 
 
 def _stale_message(stale: Sequence[NodeResult], target: str) -> str:
-    names = ", ".join(".".join(node.unique_id.split(".")[2:]) for node in stale)
+    names = ", ".join(source_name(node) for node in stale)
     return (
         f"{len(stale)} source(s) past their freshness error_after on target {target!r}: {names}. Load fresh "
         "data, or change `on_stale_source` (warn, skip, fail) for this target in the environments file."
