@@ -48,6 +48,13 @@ _PER_NODE_EVENTS = frozenset(
 )  # fmt: skip
 
 
+# dbt's end-of-run verdict on the nodes ("Runtime Error in source ...", "Completed with 7 errors").
+_VERDICT_EVENTS = frozenset(
+    {"RunResultError", "RunResultErrorNoMessage", "RunResultFailure", "RunResultWarning", "RunResultWarningMessage",
+     "EndOfRunSummary"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DbtStep:
     """One dbt command of the pipeline, e.g. `seed` or `docs generate`.
@@ -204,7 +211,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
             if command == ("retry",)
             else "rerunning the whole step",
         )
-    callbacks: list[EventCallback] = [_forward_to(logger)]
+    callbacks: list[EventCallback] = [_forward_to(logger, verdict_elsewhere=not step.judges_nodes)]
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
         reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
@@ -276,15 +283,23 @@ def _scrubbed(text: str) -> str:
     return str(scrub_secrets(text, env_secrets()))
 
 
-def _forward_to(logger: logging.LoggerAdapter[logging.Logger] | logging.Logger) -> EventCallback:
-    """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread)."""
+def _forward_to(
+    logger: logging.LoggerAdapter[logging.Logger] | logging.Logger, *, verdict_elsewhere: bool = False
+) -> EventCallback:
+    """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread).
+
+    `verdict_elsewhere`: the flow judges the step's nodes and says what they mean (source freshness),
+    so dbt's own per-node lines and its end-of-run verdict go to DEBUG instead of repeating it as errors.
+    """
+
+    quiet = _PER_NODE_EVENTS | _VERDICT_EVENTS if verdict_elsewhere else _PER_NODE_EVENTS
 
     def forward(event: EventMsg) -> None:
         info = event.info
         level = _LOG_LEVELS.get(info.level)
         if level is None or not info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
             return
-        if level == logging.INFO and info.name in _PER_NODE_EVENTS:
+        if info.name in quiet and (level == logging.INFO or verdict_elsewhere):
             level = logging.DEBUG
         if logger.isEnabledFor(level):
             logger.log(level, info.msg)  # type: ignore[attr-defined]

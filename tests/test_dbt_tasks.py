@@ -7,6 +7,7 @@ are in test_retries.py and test_packages.py; these pin the decisions themselves,
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ import pytest
 from dbt.artifacts.resources.base import FileHash
 from dbt.contracts.graph.manifest import Manifest
 from dbt.contracts.graph.nodes import AnalysisNode, ModelNode, SeedNode
+from dbt.events.types import RunResultError, StatsLine
+from dbt_common.events.base_types import msg_from_base_event
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
 from prefect_flows.dbt_tasks import (
     DbtStep,
+    _forward_to,
     command_for_attempt,
     plan_steps,
     stale_sources,
@@ -208,3 +212,32 @@ def test_stale_sources_are_left_out_of_the_node_steps_with_what_is_built_on_them
 
 def _passed() -> NodeResult:
     return NodeResult("source.shop.shop.stores", "stores", "source", "pass", None, 0.1)
+
+
+def test_dbt_s_verdict_is_quiet_where_the_flow_judges_the_nodes() -> None:
+    """A step whose nodes the flow judges (source freshness) logs dbt's per-source errors and end-of-run verdict at
+    DEBUG: the flow says once what they mean. Other steps keep them at ERROR."""
+    events = [
+        msg_from_base_event(RunResultError(msg="Runtime Error in source products")),
+        msg_from_base_event(StatsLine(stats={"pass": 0, "warn": 0, "error": 7, "skip": 0, "noop": 0, "total": 7})),
+    ]
+    for verdict_elsewhere, expected in ((True, logging.DEBUG), (False, logging.ERROR)):
+        logger = logging.getLogger(f"test-forward-{verdict_elsewhere}")
+        logger.setLevel(logging.DEBUG)
+        handler = _Recorder()
+        logger.addHandler(handler)
+        forward = _forward_to(logger, verdict_elsewhere=verdict_elsewhere)
+        for event in events:
+            forward(event)
+        levels = {record.getMessage(): record.levelno for record in handler.records}
+        assert levels["  Runtime Error in source products"] == expected
+        assert logging.INFO in levels.values()  # the summary line (not a verdict on a node) stays
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
