@@ -1,15 +1,16 @@
 """The run report: what a user reads instead of the logs, as a Prefect artifact and on disk.
 
 For every run: status and totals, each step, every failure with its message (failing tests with
-their count of failing rows), every node with its status, duration, rows and message, and a
-timeline of node durations per dbt thread (SVG). The report, the timeline and each step's
-run_results.json are saved in `<project>/target/<target>/runs/<flow run>/`, beside dbt's artifacts.
+their count of failing rows), the run compared with the target's last successful run (regressions,
+new failures) and its critical path (dbt_pipeline.run_history), a timeline of the nodes
+(prefect_flows.timeline, an SVG image embedded in the markdown), and every node with its status,
+duration, rows and message. The report, the timeline and each step's run_results.json are saved in
+`<project>/target/<target>/runs/<flow run>/`, beside dbt's artifacts.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import shutil
 from collections import Counter
@@ -21,16 +22,29 @@ from pathlib import Path
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.settings import PREFECT_UI_URL
 
-from dbt_pipeline.dbt_invocation import DbtCommandResult
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
+from dbt_pipeline.node_status import NodeOutcome, outcome_of
+from dbt_pipeline.run_history import (
+    REGRESSION_FACTOR,
+    REGRESSION_MIN_SECONDS,
+    Comparison,
+    CriticalPath,
+    Lineage,
+    PreviousRun,
+    PreviousRunUnreadableError,
+    compare,
+    critical_path,
+    executed_durations,
+    read_previous_run,
+)
 from dbt_pipeline.run_summary import RunSummary
+from prefect_flows import timeline as timeline_chart
 from prefect_flows.last_good_state import NodeReuse
+from prefect_flows.timeline import node_name, seconds_text
 
-# Colours of the timeline bars, by dbt status.
-_OUTCOME_COLOURS = {NodeOutcome.PASSED: "#2e9e5b", NodeOutcome.FAILED: "#d93025", NodeOutcome.SKIPPED: "#9aa0a6"}
-_WARNING_COLOUR = "#d9a400"
-_LANE_HEIGHT, _BAR_HEIGHT, _LABEL_WIDTH, _CHART_WIDTH = 22, 16, 150, 900
+# The regressions the report lists, slowest-down first; the rest are counted.
+MAX_REGRESSIONS_LISTED = 30
 
 
 @dataclass(frozen=True)
@@ -69,8 +83,10 @@ def render_markdown(
     timeline_path: Path,
     reuse: Sequence[NodeReuse] = (),
     nodes_url: str | None = None,
+    history: Sequence[str] = (),
 ) -> str:
-    """The report as markdown (Prefect renders markdown artifacts)."""
+    """The report as markdown (Prefect renders markdown artifacts); `history` is its comparison with the last
+    successful run and its critical path (`history_section`)."""
     nodes = [node for step in steps if step.result for node in step.result.nodes]
     failed = [node for node in nodes if node.failed]
     counts = Counter(node.status for node in nodes)
@@ -99,6 +115,7 @@ def render_markdown(
         for node in failed:
             rows = f" ({node.failures} failing rows)" if node.failures else ""
             lines.append(f"- `{node.unique_id}` **{node.status}**{rows}: {_cell(node.message)}")
+    lines += history
     lines += _reuse_section(reuse)
     docs = timeline_path.parent / "docs" / "index.html"
     if docs.is_file():
@@ -110,7 +127,8 @@ def render_markdown(
             "",
             f"Serve them: `{serve_docs_command(docs.parent)}`",
         ]
-    lines += ["", "## Timeline", "", f"![timeline of node durations per thread]({_data_uri(timeline)})", ""]
+    image = f"![timeline of the run's nodes by kind, the critical path outlined]({_data_uri(timeline)})"
+    lines += ["", "## Timeline", "", image, ""]
     lines.append(f"Saved as `{timeline_path}`.")
     table = f"[the node table]({nodes_url})" if nodes_url else "the node table artifact of this flow run"
     lines += ["", "## Nodes", "", f"Every node, failures first, then slowest: {table}."]
@@ -175,42 +193,98 @@ def serve_docs_command(docs_dir: Path) -> str:
     return f"uv run python -m http.server 8080 --bind 127.0.0.1 --directory {docs_dir}"
 
 
-def render_timeline(steps: Sequence[StepReport]) -> str:
-    """An SVG timeline: one lane per step and dbt thread, one bar per node, coloured by status."""
-    lane_of = {
-        node.unique_id: f"{step.name} · {node.thread.removesuffix(' (worker)') or 'main'}"
-        for step in steps
-        if step.result
-        for node in step.result.nodes
-    }
-    timed = [
-        node for step in steps if step.result for node in step.result.nodes if node.started_at and node.completed_at
-    ]
-    if not timed:
-        return _svg(_LABEL_WIDTH + _CHART_WIDTH, 40, ['<text x="10" y="25">No node ran.</text>'])
-    start = min(node.started_at for node in timed if node.started_at)
-    end = max(node.completed_at for node in timed if node.completed_at)
-    span = max((end - start).total_seconds(), 1e-3)
-    lanes = list(dict.fromkeys(lane_of[node.unique_id] for node in timed))
-    scale = _CHART_WIDTH / span
-    parts = []
-    for index, lane in enumerate(lanes):
-        y = 30 + index * _LANE_HEIGHT
-        parts.append(f'<text x="4" y="{y + 12}" font-size="11">{html.escape(lane)}</text>')
-    for node in timed:
-        if node.started_at is None or node.completed_at is None:
-            continue
-        x = _LABEL_WIDTH + (node.started_at - start).total_seconds() * scale
-        width = max((node.completed_at - node.started_at).total_seconds() * scale, 1.0)
-        y = 30 + lanes.index(lane_of[node.unique_id]) * _LANE_HEIGHT
-        colour = _WARNING_COLOUR if node.status == NodeStatus.Warn else _OUTCOME_COLOURS[outcome_of(node.status)]
-        tooltip = f"{node.unique_id} ({node.status}) {node.execution_time:.2f} s"
-        parts.append(
-            f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{_BAR_HEIGHT}" fill="{colour}">'
-            f"<title>{html.escape(tooltip)}</title></rect>"
-        )
-    parts += _axis(span, 30 + len(lanes) * _LANE_HEIGHT)
-    return _svg(_LABEL_WIDTH + _CHART_WIDTH + 20, 60 + len(lanes) * _LANE_HEIGHT, parts)
+def render_timeline(
+    steps: Sequence[StepReport], *, lineage: Lineage | None = None, critical: CriticalPath | None = None
+) -> str:
+    """The run's timeline as SVG (prefect_flows.timeline): nodes by kind, the critical path outlined."""
+    return timeline_chart.render_timeline(
+        [timeline_chart.StepNodes(step.name, step.result.nodes) for step in steps if step.result],
+        lineage=lineage,
+        critical=critical,
+    )
+
+
+def run_lineage(steps: Sequence[StepReport]) -> Lineage | None:
+    """dbt's parent links of the run's project, from the manifest its parse step handed over (None if it did not)."""
+    manifest = next((step.result.manifest for step in steps if step.result and step.result.manifest is not None), None)
+    return Lineage.of_manifest(manifest) if manifest is not None else None
+
+
+def _run_nodes(steps: Sequence[StepReport]) -> list[NodeResult]:
+    """Each node of the run once, as its last step reported it."""
+    return list({node.unique_id: node for step in steps if step.result for node in step.result.nodes}.values())
+
+
+def history_section(nodes: Sequence[NodeResult], critical: CriticalPath | None, previous: Path | None) -> list[str]:
+    """The report's section on what set the run's length and what changed since the target's last successful
+    run (`previous`: the folder of its last good state, with its run_results.json and manifest.json)."""
+    lines = ["", "## Compared with the last successful run", ""]
+    before: PreviousRun | None = None
+    if previous is None:
+        reading = "No previous successful run of this target to compare with."
+    else:
+        try:
+            before = read_previous_run(previous)
+            reading = f"Last successful run: {_when(before.generated_at)}, kept in `{previous}`."
+        except PreviousRunUnreadableError as error:
+            reading = f"The last successful run could not be read, so nothing is compared: {error}."
+    lines += [_critical_path_line(critical, before), "", reading]
+    if before is not None:
+        lines += _comparison_lines(compare(nodes, before), nodes)
+    return lines
+
+
+def _critical_path_line(critical: CriticalPath | None, before: PreviousRun | None) -> str:
+    if critical is None:
+        return "**Critical path**: unknown, the run has no manifest (its parse step did not succeed)."
+    if not critical.nodes:
+        return "**Critical path**: none, no node ran."
+    then = ""
+    if before is not None and before.critical_path is not None and before.critical_path.nodes:
+        then = f" (last successful run: {seconds_text(before.critical_path.seconds)})"
+    chain = " → ".join(f"`{node_name(unique_id)}`" for unique_id in critical.nodes)
+    return (
+        f"**Critical path: {seconds_text(critical.seconds)}**{then}, {len(critical.nodes)} nodes, each built on "
+        f"the one before (the run cannot take less, whatever its threads): {chain}"
+    )
+
+
+def _comparison_lines(comparison: Comparison, nodes: Sequence[NodeResult]) -> list[str]:
+    lines = [""]
+    threshold = f"at least {REGRESSION_FACTOR:g}x and {REGRESSION_MIN_SECONDS:g} s slower than then"
+    if comparison.regressions:
+        count = len(comparison.regressions)
+        lines += [f"**{count} regression{'s' if count > 1 else ''}** ({threshold}):", ""]
+        lines += ["| node | now | then | slower |", "|---|---|---|---|"]
+        for item in comparison.regressions[:MAX_REGRESSIONS_LISTED]:
+            lines.append(
+                f"| `{item.unique_id}` | {seconds_text(item.now)} | {seconds_text(item.before)} | {item.factor:.1f}x |"
+            )
+        if count > MAX_REGRESSIONS_LISTED:
+            lines.append(f"\nand {count - MAX_REGRESSIONS_LISTED} more.")
+    else:
+        lines.append(f"No regression: no node {threshold}.")
+    lines.append("")
+    if comparison.new_failures:
+        count = len(comparison.new_failures)
+        lines += [f"**{count} new failure{'s' if count > 1 else ''}** (passed in the last successful run):", ""]
+        lines += [f"- `{node.unique_id}` **{node.status}**" for node in comparison.new_failures]
+    elif any(node.failed for node in nodes):
+        lines.append("No new failure: every node that failed now also failed or did not run then.")
+    else:
+        lines.append("No new failure.")
+    return lines
+
+
+def _when(generated_at: str | None) -> str:
+    """dbt's `generated_at` as a user reads it."""
+    if generated_at is None:
+        return "at an unknown time"
+    try:
+        moment = datetime.fromisoformat(generated_at)
+    except ValueError:
+        return generated_at
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if moment.tzinfo else f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 def write_report(directory: Path, markdown: str, timeline: str, table: list[dict[str, object]]) -> None:
@@ -221,27 +295,9 @@ def write_report(directory: Path, markdown: str, timeline: str, table: list[dict
     (directory / "nodes.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
 
 
-def _axis(span: float, y: int) -> list[str]:
-    ticks = 5
-    parts = [f'<line x1="{_LABEL_WIDTH}" y1="{y}" x2="{_LABEL_WIDTH + _CHART_WIDTH}" y2="{y}" stroke="#555"/>']
-    for tick in range(ticks + 1):
-        x = _LABEL_WIDTH + _CHART_WIDTH * tick / ticks
-        parts.append(
-            f'<text x="{x:.0f}" y="{y + 16}" font-size="10" text-anchor="middle">{span * tick / ticks:.1f}s</text>'
-        )
-    return parts
-
-
-def _svg(width: float, height: float, parts: list[str]) -> str:
-    body = "\n".join(parts)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
-        f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>\n'
-        f'<text x="4" y="16" font-size="12" font-weight="bold">dbt nodes per thread</text>\n{body}\n</svg>\n'
-    )
-
-
 def _data_uri(svg: str) -> str:
+    """The SVG as a data URI, so the markdown artifact carries its image (it cannot link to a file on the machine
+    that ran the flow)."""
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
@@ -273,12 +329,20 @@ def publish_report(
     steps: Sequence[StepReport],
     secrets: Iterable[str] = (),
     reuse: Sequence[NodeReuse] = (),
+    previous: Path | None = None,
 ) -> Path:
     """Save the report on disk, publish it as the Prefect artifact `dbt-run-report-<target>`, and
-    save the run's summary (with the report's link) for the alert."""
+    save the run's summary (with the report's link) for the alert.
+
+    `previous` is the folder of the target's last good state (its run_results.json and manifest.json):
+    the report compares the run with it; None says there is no previous successful run to compare with.
+    """
     directory = run_directory(project.path, target, run_name)
     success = all(step.result is not None and step.result.success for step in steps)
-    timeline = render_timeline(steps)
+    lineage = run_lineage(steps)
+    nodes = _run_nodes(steps)
+    critical = critical_path(executed_durations(nodes), lineage) if lineage is not None else None
+    timeline = render_timeline(steps, lineage=lineage, critical=critical)
     title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))
     table = node_table(steps)
     table_id = create_table_artifact(
@@ -291,6 +355,7 @@ def publish_report(
         timeline_path=directory / "timeline.svg",
         reuse=reuse,
         nodes_url=ui_url(f"artifacts/artifact/{table_id}"),
+        history=history_section(nodes, critical, previous),
     )
     write_report(directory, markdown, timeline, table)
     report_id = create_markdown_artifact(

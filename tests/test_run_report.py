@@ -1,5 +1,5 @@
-"""prefect_flows/run_report.py from hand-made results: the markdown, the node table, the SVG timeline and
-the files, without running dbt.
+"""prefect_flows/run_report.py from hand-made results: the markdown, the node table, the history section, the
+embedded timeline and the files, without running dbt (the timeline itself: test_timeline.py).
 
 The results are the pipeline's own types (`StepReport`, `DbtCommandResult`, `NodeResult`) filled in as
 `invoke_dbt` fills them. `publish_report` runs once, in a real flow run on the session's Prefect
@@ -15,9 +15,12 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 from uuid import UUID, uuid4
 
 import pytest
+from dbt.contracts.graph.manifest import Manifest
 from prefect import flow
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
 from prefect.context import FlowRunContext
@@ -25,18 +28,20 @@ from prefect.events.worker import EventsWorker
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.node_status import NodeOutcome
+from dbt_pipeline.run_history import CriticalPath
 from dbt_pipeline.run_summary import RunSummary
 from prefect_flows import run_report
 from prefect_flows.run_report import (
     DOCS_FILES,
     StepReport,
+    history_section,
     node_table,
     publish_report,
     render_markdown,
     render_timeline,
     report_title,
     run_directory,
+    run_lineage,
     save_step_artifacts,
     serve_docs_command,
     write_report,
@@ -44,10 +49,6 @@ from prefect_flows.run_report import (
 from tests.prefect_api import prefect_client
 
 SVG = "{http://www.w3.org/2000/svg}"
-GREEN = run_report._OUTCOME_COLOURS[NodeOutcome.PASSED]
-RED = run_report._OUTCOME_COLOURS[NodeOutcome.FAILED]
-GREY = run_report._OUTCOME_COLOURS[NodeOutcome.SKIPPED]
-YELLOW = run_report._WARNING_COLOUR
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 TIMELINE_PATH = Path("/runs/r/timeline.svg")
 
@@ -182,7 +183,9 @@ def test_report_embeds_the_timeline_and_says_where_it_is_saved() -> None:
     svg = render_timeline(FAILED_RUN)
     report = render_markdown(title="t", steps=FAILED_RUN, timeline=svg, timeline_path=TIMELINE_PATH)
     match = re.search(
-        r"!\[timeline of node durations per thread\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", report
+        r"!\[timeline of the run's nodes by kind, the critical path outlined\]"
+        r"\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)",
+        report,
     )
     assert match
     assert base64.b64decode(match.group(1)).decode() == svg
@@ -262,120 +265,181 @@ def test_node_table_of_a_run_with_no_node_is_empty() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# The timeline.
-
-
-def bars(svg: str) -> dict[str, ET.Element]:
-    """The timeline's bars by the unique id their tooltip names."""
-    root = ET.fromstring(svg)
-    found = {}
-    for rect in root.iter(f"{SVG}rect"):
-        title = rect.find(f"{SVG}title")
-        if title is not None:
-            assert title.text is not None
-            found[title.text.split(" ")[0]] = rect
-    return found
+# The timeline, as the report draws it (the chart itself: test_timeline.py).
 
 
 def texts(svg: str) -> list[str]:
-    return [text.text or "" for text in ET.fromstring(svg).iter(f"{SVG}text")]
+    """Every text written on the image, a line each (a title's lines are tspans of one text)."""
+    found = []
+    for text in ET.fromstring(svg).iter(f"{SVG}text"):
+        lines = [span.text or "" for span in text.iter(f"{SVG}tspan")]
+        found += lines or ["".join(text.itertext())]
+    return found
 
 
-def test_timeline_is_svg_with_one_bar_per_node_that_ran() -> None:
-    """Valid SVG; a bar for each node dbt timed (a skipped node has no timing, so no bar)."""
-    svg = render_timeline(FAILED_RUN)
-    root = ET.fromstring(svg)
-    assert root.tag == f"{SVG}svg"
-    assert set(bars(svg)) == {"seed.shop.raw_orders", "seed.shop.raw_stores", "model.shop.orders", "model.shop.revenue"}
-    title = bars(svg)["model.shop.revenue"].find(f"{SVG}title")
-    assert title is not None
-    assert title.text == "model.shop.revenue (error) 1.50 s"
-
-
-def test_timeline_colours_bars_by_outcome() -> None:
-    """Passed green, warned yellow, failed red, skipped grey: the module's colours."""
-    steps = (
-        StepReport(
-            "build",
-            command(
-                "dbt build",
-                *(
-                    node(f"test.shop.{status.replace(' ', '_').replace('-', '_')}", status, start=index)
-                    for index, status in enumerate(
-                        [
-                            "success",
-                            "pass",
-                            "no-op",
-                            "warn",
-                            "error",
-                            "fail",
-                            "runtime error",
-                            "partial success",
-                            "skipped",
-                        ]
-                    )
-                ),
-            ),
-        ),
+def fake_manifest(parents: dict[str, list[str]], attached: dict[str, str] | None = None) -> SimpleNamespace:
+    """A stand-in for dbt's Manifest object with what the report reads of it: each node's kind, parents and, for a
+    test, the model it is attached to."""
+    attached = attached or {}
+    return SimpleNamespace(
+        nodes={
+            unique_id: SimpleNamespace(
+                resource_type=unique_id.split(".")[0],
+                depends_on=SimpleNamespace(nodes=names),
+                attached_node=attached.get(unique_id),
+            )
+            for unique_id, names in parents.items()
+        },
+        unit_tests={},
     )
-    colours = {unique_id.split(".")[2]: rect.get("fill") for unique_id, rect in bars(render_timeline(steps)).items()}
-    assert colours == {
-        "success": GREEN,
-        "pass": GREEN,
-        "no_op": GREEN,
-        "warn": YELLOW,
-        "error": RED,
-        "fail": RED,
-        "runtime_error": RED,
-        "partial_success": RED,
-        "skipped": GREY,
+
+
+MANIFEST = fake_manifest(
+    {
+        "seed.shop.raw_orders": [],
+        "seed.shop.raw_stores": [],
+        "model.shop.orders": ["seed.shop.raw_orders"],
+        "model.shop.revenue": ["model.shop.orders", "seed.shop.raw_stores"],
+        "model.shop.margins": ["model.shop.revenue"],
     }
-    assert len({GREEN, YELLOW, RED, GREY}) == 4
+)
+PARSE = StepReport(
+    "parse",
+    DbtCommandResult(
+        "dbt parse --target dev", True, (), None, Path("/project/logs/dbt.log"), manifest=cast(Manifest, MANIFEST)
+    ),
+)
 
 
-def test_timeline_has_a_lane_per_step_and_thread() -> None:
-    """Lanes are labelled `<step> · <thread>` (the main thread when dbt gave none); bars sit in their lane."""
-    steps = (
-        *FAILED_RUN,
-        StepReport("snapshot", command("dbt snapshot", node("snapshot.shop.h", "success", start=4, thread=""))),
+def test_timeline_names_the_nodes_and_lanes_a_user_knows() -> None:
+    """Every seed and model is named (the failed one with its status, the skipped one as skipped), lanes are kinds
+    of node, never dbt's thread names."""
+    written = texts(render_timeline(FAILED_RUN))
+    assert {"raw_orders", "raw_stores", "orders", "revenue", "margins", "SEEDS (2)", "MODELS (3)"} <= set(written)
+    assert "error · 1.5 s" in written
+    assert "skipped" in written
+    assert not any("Thread-" in text for text in written)
+
+
+def test_run_lineage_comes_from_the_parse_steps_manifest() -> None:
+    """The parse step hands its manifest over; without one (parse failed, or a test's hand-made run) there is none."""
+    lineage = run_lineage((PARSE, *FAILED_RUN))
+    assert lineage is not None
+    assert lineage.parents["model.shop.revenue"] == ("model.shop.orders", "seed.shop.raw_stores")
+    assert run_lineage(FAILED_RUN) is None
+
+
+def test_timeline_outlines_the_critical_path_given() -> None:
+    lineage = run_lineage((PARSE, *FAILED_RUN))
+    critical = CriticalPath(("seed.shop.raw_orders", "model.shop.orders"), 2.5)
+    written = texts(render_timeline(FAILED_RUN, lineage=lineage, critical=critical))
+    assert "Critical path (outlined) 2.5 s, 2 nodes: raw_orders → orders" in written
+
+
+# --------------------------------------------------------------------------------------------------
+# The history: the critical path and the last successful run.
+
+
+def last_good_state(folder: Path, results: dict[str, tuple[str, float]]) -> Path:
+    """A last good state as prefect_flows.last_good_state keeps it: merged run_results.json and manifest.json."""
+    folder.mkdir(parents=True)
+    document = {
+        "metadata": {"generated_at": "2026-03-01T06:00:03.250000Z"},
+        "results": [
+            {"unique_id": unique_id, "status": status, "execution_time": seconds}
+            for unique_id, (status, seconds) in results.items()
+        ],
+    }
+    (folder / "run_results.json").write_text(json.dumps(document), encoding="utf-8")
+    manifest = {
+        "nodes": {
+            "model.shop.orders": {"resource_type": "model", "depends_on": {"nodes": ["seed.shop.raw_orders"]}},
+            "model.shop.revenue": {"resource_type": "model", "depends_on": {"nodes": ["model.shop.orders"]}},
+        }
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+NODES = [node for step in FAILED_RUN if step.result for node in step.result.nodes]
+CRITICAL = CriticalPath(("seed.shop.raw_orders", "model.shop.orders"), 2.5)
+
+
+def test_history_without_a_previous_run_says_so_and_names_the_critical_path() -> None:
+    lines = history_section(NODES, CRITICAL, None)
+    assert lines[:2] == ["", "## Compared with the last successful run"]
+    assert "No previous successful run of this target to compare with." in lines
+    assert (
+        "**Critical path: 2.5 s**, 2 nodes, each built on the one before (the run cannot take less, whatever its "
+        "threads): `raw_orders` → `orders`"
+    ) in lines
+
+
+def test_history_flags_regressions_and_new_failures(tmp_path: Path) -> None:
+    """orders took 2.0 s after 0.5 s (4x, 1.5 s more): a regression; raw_orders 0.5 s after 0.1 s is not (less than
+    1 s more); revenue errored after passing: a new failure. The previous critical path's total is given beside."""
+    previous = last_good_state(
+        tmp_path / "state",
+        {
+            "seed.shop.raw_orders": ("success", 0.1),
+            "model.shop.orders": ("success", 0.5),
+            "model.shop.revenue": ("success", 1.2),
+        },
     )
-    svg = render_timeline(steps)
-    labels = [text for text in texts(svg) if " · " in text]
-    assert labels == ["seed · Thread-1", "run · Thread-1", "run · Thread-2", "snapshot · main"]
-    lane_y = {label: index for index, label in enumerate(labels)}
-    found = bars(svg)
-    y = {unique_id: float(rect.get("y", "nan")) for unique_id, rect in found.items()}
-    assert y["seed.shop.raw_orders"] == y["seed.shop.raw_stores"]
-    assert y["model.shop.orders"] > y["seed.shop.raw_orders"]
-    assert y["model.shop.revenue"] > y["model.shop.orders"]
-    assert y["snapshot.shop.h"] > y["model.shop.revenue"]
-    assert len(set(y.values())) == len(lane_y)
+    report = "\n".join(history_section(NODES, CRITICAL, previous))
+    assert f"Last successful run: 2026-03-01 06:00 UTC, kept in `{previous}`." in report
+    assert "(last successful run: 1.8 s)" in report  # raw_orders 0.1 s, orders 0.5 s, revenue 1.2 s
+    assert "**1 regression** (at least 2x and 1 s slower than then):" in report
+    assert "| `model.shop.orders` | 2.0 s | 0.50 s | 4.0x |" in report
+    assert "raw_orders` | " not in report
+    assert "**1 new failure** (passed in the last successful run):\n\n- `model.shop.revenue` **error**" in report
 
 
-def test_timeline_bars_are_placed_on_the_time_axis() -> None:
-    """The first node starts at the axis's 0, the last to end reaches its end; widths are proportional."""
-    svg = render_timeline(FAILED_RUN)  # from T0 to T0 + 3 s (orders: 1 s to 3 s)
-    found = bars(svg)
-    left, width = run_report._LABEL_WIDTH, run_report._CHART_WIDTH
-
-    def span(unique_id: str) -> tuple[float, float]:
-        rect = found[unique_id]
-        return float(rect.get("x", "nan")), float(rect.get("width", "nan"))
-
-    x, w = span("seed.shop.raw_orders")
-    assert x == left
-    assert w == pytest.approx(width * 0.5 / 3, abs=0.1)
-    x, w = span("model.shop.orders")
-    assert x == pytest.approx(left + width / 3, abs=0.1)
-    assert x + w == pytest.approx(left + width, abs=0.1)
-    ticks = [text for text in texts(svg) if text.endswith("s") and text[:-1].replace(".", "").isdigit()]
-    assert ticks == ["0.0s", "0.6s", "1.2s", "1.8s", "2.4s", "3.0s"]
+def test_history_of_a_run_like_the_last_one_says_nothing_changed(tmp_path: Path) -> None:
+    previous = last_good_state(
+        tmp_path / "state",
+        {
+            "seed.shop.raw_orders": ("success", 0.5),
+            "model.shop.orders": ("success", 1.9),
+            "model.shop.revenue": ("error", 1),
+        },
+    )
+    lines = history_section(NODES, CRITICAL, previous)
+    assert "No regression: no node at least 2x and 1 s slower than then." in lines
+    assert "No new failure: every node that failed now also failed or did not run then." in lines
 
 
-def test_timeline_without_a_timed_node_says_so() -> None:
-    svg = render_timeline((StepReport("run", command("dbt run", MODELS[2])), StepReport("test", None)))
-    assert "No node ran." in texts(svg)
-    assert bars(svg) == {}
+def test_history_with_an_unreadable_previous_run_says_why_and_goes_on(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "run_results.json").write_text('{"results": [', encoding="utf-8")
+    lines = history_section(NODES, CRITICAL, folder)
+    reading = next(line for line in lines if line.startswith("The last successful run could not be read"))
+    assert f"so nothing is compared: {folder / 'run_results.json'} cannot be read: " in reading
+    assert not any("regression" in line for line in lines)
+    missing = history_section(NODES, CRITICAL, tmp_path / "nowhere")
+    assert (
+        f"The last successful run could not be read, so nothing is compared: {tmp_path / 'nowhere'} is not a folder."
+        in missing
+    )
+
+
+def test_history_without_a_manifest_says_the_critical_path_is_unknown() -> None:
+    lines = history_section(NODES, None, None)
+    assert "**Critical path**: unknown, the run has no manifest (its parse step did not succeed)." in lines
+    assert "**Critical path**: none, no node ran." in history_section([], CriticalPath((), 0.0), None)
+
+
+def test_report_places_the_history_after_the_failures() -> None:
+    history = history_section(NODES, CRITICAL, None)
+    report = render_markdown(
+        title="t", steps=FAILED_RUN, timeline="<svg/>", timeline_path=TIMELINE_PATH, history=history
+    )
+    assert (
+        report.index("## Failures")
+        < report.index("## Compared with the last successful run")
+        < report.index("## Timeline")
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,7 +497,7 @@ def test_run_directory_is_beside_the_targets_dbt_artifacts(tmp_path: Path) -> No
 def test_write_report_saves_report_timeline_and_node_table(tmp_path: Path) -> None:
     directory = tmp_path / "target" / "dev" / "runs" / "r"  # made if missing
     table = node_table(FAILED_RUN)
-    svg = render_timeline(FAILED_RUN)
+    svg = "<svg>a timeline</svg>"
     write_report(directory, "# report\n", svg, table)
     assert (directory / "report.md").read_text(encoding="utf-8") == "# report\n"
     assert (directory / "timeline.svg").read_text(encoding="utf-8") == svg
@@ -488,10 +552,12 @@ def test_docs_generate_without_a_catalog_saves_no_docs(tmp_path: Path) -> None:
 
 
 @flow(name="unit-test-run-report")
-def publishing_flow(project_dir: str, target: str) -> tuple[Path, UUID]:
-    """Publish FAILED_RUN's report from a flow run, as the pipeline's flow does."""
+def publishing_flow(project_dir: str, target: str, previous: str) -> tuple[Path, UUID]:
+    """Publish the report of FAILED_RUN (after its parse step) from a flow run, as the pipeline's flow does."""
     project = DbtProject(path=Path(project_dir), name="shop", profile="shop", has_packages=False)
-    directory = publish_report(project=project, target=target, run_name="brave-fox", steps=FAILED_RUN)
+    directory = publish_report(
+        project=project, target=target, run_name="brave-fox", steps=(PARSE, *FAILED_RUN), previous=Path(previous)
+    )
     context = FlowRunContext.get()
     assert context is not None
     assert context.flow_run is not None
@@ -502,8 +568,11 @@ def test_publish_report_saves_the_files_and_publishes_the_artifacts(tmp_path: Pa
     """The report and the node table as artifacts of the flow run, keyed by target; on disk the report, timeline,
     nodes and the summary the alert reads, which links to the report artifact."""
     target = f"unit-{uuid4().hex[:12]}"  # artifact keys of its own on the shared server
+    previous = last_good_state(
+        tmp_path / "state", {"model.shop.orders": ("success", 0.5), "model.shop.revenue": ("success", 1.0)}
+    )
     with prefect_client(prefect_api) as client:  # its API settings hold for the flow run too
-        directory, flow_run_id = publishing_flow(str(tmp_path), target)
+        directory, flow_run_id = publishing_flow(str(tmp_path), target, str(previous))
         EventsWorker.drain_all(timeout=30)  # the artifacts' events, sent while this server runs
         this_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         artifacts = {
@@ -522,7 +591,15 @@ def test_publish_report_saves_the_files_and_publishes_the_artifacts(tmp_path: Pa
     assert table.type == "table"
     assert json.loads(str(table.data)) == json.loads((directory / "nodes.json").read_text(encoding="utf-8"))
     assert json.loads((directory / "nodes.json").read_text(encoding="utf-8")) == node_table(FAILED_RUN)
-    assert (directory / "timeline.svg").read_text(encoding="utf-8") == render_timeline(FAILED_RUN)
+    lineage = run_lineage((PARSE, *FAILED_RUN))
+    critical = CriticalPath(("seed.shop.raw_orders", "model.shop.orders", "model.shop.revenue"), 4.0)
+    saved = (directory / "timeline.svg").read_text(encoding="utf-8")
+    assert saved == render_timeline(FAILED_RUN, lineage=lineage, critical=critical)
+    assert "Critical path (outlined) 4.0 s, 3 nodes: raw_orders → orders → revenue" in texts(saved)
+    assert len(markdown_file.encode()) < 100_000
+    assert "**1 regression** (at least 2x and 1 s slower than then):" in markdown_file
+    assert "**1 new failure** (passed in the last successful run):\n\n- `model.shop.revenue` **error**" in markdown_file
+    assert "`raw_orders` → `orders` → `revenue`" in markdown_file
     summary = RunSummary.read(directory)
     assert summary is not None
     assert summary.report_url is not None
