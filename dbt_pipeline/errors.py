@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
 
+    def __repr__(self) -> str:
+        # Prefect's engines write repr(error) into their log lines ("Task run failed with state: ..."): the first
+        # line says which error it is, and the whole message (every failed node and its error) is said once, by
+        # the command or the flow, rather than once more in each of those lines.
+        return f"{type(self).__name__}({str(self).partition(chr(10))[0]!r})"
+
 
 class ConfigError(PipelineError):
     """The environments file, a flag or a parameter is invalid."""

@@ -21,6 +21,7 @@ from prefect.logging.loggers import flow_run_logger
 
 from dbt_pipeline.blocks import load_notification_block
 from dbt_pipeline.environments import load_environments
+from dbt_pipeline.errors import PipelineError
 from dbt_pipeline.run_summary import RunSummary, excerpt
 from prefect_flows.run_report import run_directory, ui_url
 
@@ -81,7 +82,17 @@ def send_alert(
 
 def alert_on_failure(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """Flow hook: the run failed."""
-    send_alert(flow, flow_run, outcome="FAILED", error=state.message or "")
+    send_alert(flow, flow_run, outcome="FAILED", error=failure_text(state))
+
+
+def failure_text(state: State[Any]) -> str:
+    """What made the run fail: the whole message of one of our own errors, which the flow's state carries as its
+    data (the state's message is only its first line), else the state's message."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # a result that cannot be read: the message is still there
+        error = None
+    return str(error) if isinstance(error, PipelineError) else state.message or ""
 
 
 def alert_on_crash(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:

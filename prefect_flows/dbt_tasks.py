@@ -1,7 +1,8 @@
 """The dbt steps of the pipeline as Prefect tasks.
 
 Each step is one in-process dbt command. Its log lines go to the task's Prefect logger, so the
-Prefect UI shows what dbt printed; its failure raises an error that names every failed node.
+Prefect UI shows what dbt printed: a compact progress line per node, dbt's banner once per run, and
+its verdict; a failed step ends Failed with an error that names every failed node.
 Only transient failures (a held lock, a lost connection, a rate limit or server error, decided
 from the exceptions raised: dbt_pipeline.failures) go on to the task's retries: a SQL error, a
 failing test or a query over its time limit fails the same way every time.
@@ -14,11 +15,15 @@ import functools
 import json
 import logging
 import shlex
+import shutil
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from dbt.contracts.graph.manifest import Manifest
 from dbt.contracts.graph.nodes import CompiledNode
@@ -29,23 +34,48 @@ from prefect import State, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
+from prefect.states import Failed
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, NodeResult, invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.errors import DbtRunError, TransientDbtRunError
+from dbt_pipeline.errors import DbtRunError, StaleSourcesError, TransientDbtRunError
+from dbt_pipeline.interrupts import StopRequested, TimeLimitReached
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.settings import RunMode
 from prefect_flows.node_runs import NodeRunReporter
 
 # dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
 _LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-# dbt's line per node ("1 of 28 START ...", "1 of 28 OK created ..."): each node is its own task run
-# already, so these go to DEBUG; at INFO they would double the logs and cost time on large projects.
-_PER_NODE_EVENTS = frozenset(
-    {"LogStartLine", "LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult",
-     "LogNodeNoOpResult", "LogFreshnessResult", "SkippingDetails"}
+# dbt's line per node result ("1 of 28 OK created sql table model main.orders ....... [OK in 0.12s]"): one
+# compact progress line each (`[1/28] ok     orders  0.12 s`), at the level dbt gives it; dbt's own line at DEBUG.
+_RESULT_EVENTS = frozenset(
+    {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult", "LogNodeNoOpResult",
+     "LogFreshnessResult", "SkippingDetails"}
 )  # fmt: skip
+# dbt's lines per node: DEBUG (the node's progress line says when it ended, its result).
+_PER_NODE_EVENTS = frozenset({"LogStartLine"}) | _RESULT_EVENTS
+# dbt's banner, the same for every command of a run ("Running with dbt=", "Registered adapter", "Found 28
+# models, ...", "Concurrency: 1 threads"): said by the first step that prints each line, DEBUG afterwards.
+_BANNER_EVENTS = frozenset({"MainReportVersion", "AdapterRegistered", "FoundStats", "ConcurrencyLine"})
+# dbt's details of a failure that the command's last message says again (each failed node and its error, the
+# error that stopped dbt; its stack trace is in dbt's log, which that message names): their records are marked,
+# so that the command's console leaves them out. The run's logs in Prefect keep them.
+_FAILURE_DETAIL_EVENTS = frozenset(
+    {"RunResultFailure", "RunResultError", "RunResultErrorNoMessage", "SQLCompiledPath", "CheckNodeTestFailure",
+     "MainEncounteredError", "MainStackTrace"}
+)  # fmt: skip
+# The attribute of a log record that the command's last message says again (see prefect_flows.pipeline.main).
+REPEATED_AT_THE_END = "repeated_at_the_end"
+# How dbt says it was interrupted ("Encountered an error: SIGTERM" and a stack trace at ERROR): DEBUG, and the
+# step says once, in its own words, that it was stopped.
+_INTERRUPTION_EVENTS = frozenset({"MainEncounteredError", "MainStackTrace"})
+# dbt's status of a node result event, in a word; any other is the adapter's message of a success ("OK",
+# "INSERT 42", "CREATE TABLE (10.0 rows, 1.2 KiB processed)"), which reads "ok".
+_STATUS_WORDS = {
+    "error": "error", "runtime error": "error", "fail": "fail", "warn": "warn", "pass": "pass", "skipped": "skip",
+    "no-op": "no-op",
+}  # fmt: skip
 
 
 # dbt's end-of-run verdict on the nodes ("Runtime Error in source ...", "Completed with 7 errors").
@@ -66,12 +96,21 @@ class DbtStep:
             (docs generate only compiles them, deps has none).
         judges_nodes: Whether a failed node fails the step (source freshness leaves its verdict to
             the environment's `on_stale_source`).
+        retry_of: For a step of a `--retry-failed` run, the run_results.json (of the run it resumes) whose
+            failed and skipped nodes it reruns, with `dbt retry`; its command is then `retry`.
     """
 
     name: str
     command: tuple[str, ...]
     runs_nodes: bool = True
     judges_nodes: bool = True
+    retry_of: Path | None = None
+
+    @property
+    def is_node_step(self) -> bool:
+        """Whether the step builds or tests the run's nodes (seed, snapshot, run, test, build): a failed node
+        fails it, and `--retry-failed` resumes it."""
+        return self.runs_nodes and self.judges_nodes
 
 
 def plan_steps(
@@ -139,8 +178,11 @@ def source_name(node: NodeResult) -> str:
 
 
 def without_stale_sources(step: DbtStep, stale: Sequence[NodeResult]) -> DbtStep:
-    """A node step that leaves out the stale sources and everything built on them (dbt's `--exclude source:x+`)."""
-    if not step.runs_nodes or not stale or step is FRESHNESS_STEP:
+    """A node step that leaves out the stale sources and everything built on them (dbt's `--exclude source:x+`).
+
+    Not a `dbt retry` (which takes no selection): it reruns the nodes the resumed run selected.
+    """
+    if not step.runs_nodes or not stale or step is FRESHNESS_STEP or step.retry_of is not None:
         return step
     selectors = " ".join(f"source:{source_name(node)}+" for node in stale)
     return dataclasses.replace(step, command=(*step.command, "--exclude", selectors))
@@ -169,8 +211,12 @@ def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple
     run_results.json of the commands before it (the flow keeps a copy of each step's), so a file found
     by a later attempt is the failed attempt's own. dbt's `retry` reruns the nodes it lists as failed
     or skipped; when it lists none (dbt failed before running nodes: a lost connection, a held lock),
-    the whole step runs again.
+    the whole step runs again. A step of a `--retry-failed` run (`retry_of`) puts the resumed run's
+    run_results.json in place first, since `dbt retry` reads the target's.
     """
+    if step.retry_of is not None and (attempt <= 1 or not _failed_nodes_in(run_results)):
+        shutil.copyfile(step.retry_of, run_results)
+        return ("retry",)
     if attempt <= 1:
         run_results.unlink(missing_ok=True)
         return step.command
@@ -194,8 +240,8 @@ def retry_only_transient_failures(task: Task[Any, Any], task_run: TaskRun, state
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_only_transient_failures)
-def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
-    """Run one dbt step; raise if it failed, naming the failed nodes and their errors.
+def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult | State[Any]:
+    """Run one dbt step; end Failed if it failed, with an error naming the failed nodes and their errors.
 
     A retry reruns only what did not succeed (`dbt retry`) when the failed attempt got as far as
     running nodes; otherwise the whole step (see `command_for_attempt`).
@@ -211,7 +257,13 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
             if command == ("retry",)
             else "rerunning the whole step",
         )
-    callbacks: list[EventCallback] = [_forward_to(logger, verdict_elsewhere=not step.judges_nodes)]
+    forward = _forward_to(
+        logger,
+        verdict_elsewhere=not step.judges_nodes,
+        banner_shown=_banner_shown_in(task_run.flow_run_id),
+        announce_nodes=step.runs_nodes,
+    )
+    callbacks: list[EventCallback] = [forward]
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
         reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
@@ -234,14 +286,52 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult:
     if not step.judges_nodes and result.error is None and not result.stopped_at_time_limit:
         # Its failed nodes (stale sources) are judged by the flow, with the environment's on_stale_source.
         return dataclasses.replace(result, success=True)
+    error = _error_of(result, limit)
+    if isinstance(error, TransientDbtRunError) and task_run.run_count <= _retries_of_this_task():
+        # Said now: the command's last message says only the last attempt's failure.
+        logger.warning("%s\nThe warehouse was unavailable: the step is retried.", error)
+    return _failed(error)
+
+
+def _error_of(result: DbtCommandResult, limit: str) -> DbtRunError:
+    """The error of a failed step: transient (worth a retry) or not, naming the time limit it reached if any."""
     if result.stopped_at_time_limit:
-        raise DbtRunError(
+        return DbtRunError(
             f"{result.describe_failure()}\nThe limit reached: {limit} s (in the environments file, or "
             "--run-timeout / --step-timeout). Make the slow nodes faster or raise it.",
             result,
         )
     error = TransientDbtRunError if result.is_transient_failure else DbtRunError
-    raise error(result.describe_failure(), result)
+    return error(result.describe_failure(), result)
+
+
+def _retries_of_this_task() -> int:
+    context = TaskRunContext.get()
+    return context.task.retries if context is not None else 0
+
+
+def _failed(error: DbtRunError) -> State[Any]:
+    """The Failed state a failed step returns: its message one line, its data the error (for the flow, and for the
+    retry decision).
+
+    Returned rather than raised: Prefect's task engine logs a raised exception with its traceback, and its
+    state's message would be the whole error, which the engine logs again ("Finished in state Failed(...)").
+    """
+    return Failed(message=failure_headline(error), data=error)
+
+
+def failure_headline(error: BaseException) -> str:
+    """The first line of an error, with how many nodes failed and which (not their errors): a state's message.
+
+    Each failed node's error is said once, in full, by the flow's log and the command's last message.
+    """
+    first = str(error).partition("\n")[0]
+    result = getattr(error, "result", None)
+    if isinstance(error, StaleSourcesError) or not isinstance(result, DbtCommandResult) or not result.failed_nodes:
+        return first
+    failed = result.failed_nodes
+    names = ", ".join(node.name for node in failed[:3]) + (", ..." if len(failed) > 3 else "")
+    return f"{first.removesuffix('.')}: {len(failed)} of {len(result.nodes)} nodes failed ({names})."
 
 
 def _package_source_error(error: BaseException, project: DbtProject) -> str | None:
@@ -283,25 +373,212 @@ def _scrubbed(text: str) -> str:
     return str(scrub_secrets(text, env_secrets()))
 
 
-def _forward_to(
-    logger: logging.LoggerAdapter[logging.Logger] | logging.Logger, *, verdict_elsewhere: bool = False
-) -> EventCallback:
-    """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread).
+StepLogger = logging.LoggerAdapter[logging.Logger] | logging.Logger
 
+
+def _forward_to(
+    logger: StepLogger,
+    *,
+    verdict_elsewhere: bool = False,
+    banner_shown: set[str] | None = None,
+    announce_nodes: bool = False,
+) -> EventCallback:
+    """A dbt event callback writing dbt's info/warn/error lines to `logger` (from any dbt thread), compactly.
+
+    Each node's result is one progress line (`progress_line`); dbt's banner lines are said once per run:
+    `banner_shown` holds those said already by the run's earlier steps (none given: all are said).
+    `announce_nodes`: say how many nodes the step runs when dbt starts running them.
     `verdict_elsewhere`: the flow judges the step's nodes and says what they mean (source freshness),
     so dbt's own per-node lines and its end-of-run verdict go to DEBUG instead of repeating it as errors.
     """
+    return _Forwarder(logger, verdict_elsewhere, set() if banner_shown is None else banner_shown, announce_nodes)
 
-    quiet = _PER_NODE_EVENTS | _VERDICT_EVENTS if verdict_elsewhere else _PER_NODE_EVENTS
 
-    def forward(event: EventMsg) -> None:
+@dataclass
+class _Forwarder:
+    """dbt's events as a step's log lines (see `_forward_to`)."""
+
+    logger: StepLogger
+    verdict_elsewhere: bool
+    banner_shown: set[str]
+    announce_nodes: bool
+
+    def __call__(self, event: EventMsg) -> None:
+        name = event.info.name
+        if name in _RESULT_EVENTS:
+            level = logging.DEBUG if self.verdict_elsewhere else _LOG_LEVELS.get(event.info.level, logging.INFO)
+            # Not sent to the API: in the UI each node is a task run of the step, with its own lines.
+            self._log(level, progress_line(event), extra={"send_to_api": False})
+        self._forward(event)
+        if name == "ConcurrencyLine" and self.announce_nodes:
+            count = event.data.node_count
+            self._log(logging.INFO, f"Running {count} node{'' if count == 1 else 's'}")
+        elif name == "MainEncounteredError" and isinstance(stop := sys.exc_info()[1], KeyboardInterrupt):
+            self._say_stopped(stop)
+
+    def _forward(self, event: EventMsg) -> None:
         info = event.info
         level = _LOG_LEVELS.get(info.level)
         if level is None or not info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
             return
-        if info.name in quiet and (level == logging.INFO or verdict_elsewhere):
-            level = logging.DEBUG
-        if logger.isEnabledFor(level):
-            logger.log(level, info.msg)  # type: ignore[attr-defined]
+        repeated = {REPEATED_AT_THE_END: True} if _said_again_at_the_end(event) else None
+        self._log(self._level_of(event, level), info.msg, extra=repeated)  # type: ignore[attr-defined]
 
-    return forward
+    def _level_of(self, event: EventMsg, level: int) -> int:
+        name = event.info.name
+        if name in _BANNER_EVENTS:
+            said = name in self.banner_shown
+            self.banner_shown.add(name)
+            return logging.DEBUG if said else level
+        if name in _PER_NODE_EVENTS or _tells_of_an_interruption(event):
+            return logging.DEBUG
+        return logging.DEBUG if self.verdict_elsewhere and name in _VERDICT_EVENTS else level
+
+    def _say_stopped(self, stop: KeyboardInterrupt) -> None:
+        """Once, where dbt logs "Encountered an error" with a stack trace: the step was stopped, not broken."""
+        if isinstance(stop, TimeLimitReached):
+            return  # the step's failure names the limit and the nodes that were running
+        by = signal.Signals(stop.signum).name if isinstance(stop, StopRequested) else "Ctrl-C (SIGINT)"
+        self._log(
+            logging.WARNING, f"Stopped by {by}: dbt cancelled the queries it was running; the step did not finish."
+        )
+
+    def _log(self, level: int, message: str, *, extra: dict[str, bool] | None = None) -> None:
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, message, extra=extra)
+
+
+def progress_line(event: EventMsg) -> str:
+    """A node's result as one line: `[12/28] ok     orders  0.12 s` (its index among the step's nodes, dbt's status
+    in a word, the node's name, its duration)."""
+    data = event.data
+    name = event.info.name
+    if name == "SkippingDetails":
+        return f"[{data.index}/{data.total}] skip   {data.node_info.node_name}"
+    total = data.num_models if name == "LogTestResult" else data.total  # dbt's name for a test's total
+    word = "no-op" if name == "LogNodeNoOpResult" else _status_word(data.status)
+    return f"[{data.index}/{total}] {word:<6} {data.node_info.node_name}  {data.execution_time:.2f} s"
+
+
+def _status_word(status: str) -> str:
+    lowered = status.lower()
+    return "partial" if "partial success" in lowered else _STATUS_WORDS.get(lowered, "ok")
+
+
+def _said_again_at_the_end(event: EventMsg) -> bool:
+    """Whether the event details a failure that the command's last message says again."""
+    name = event.info.name
+    return name in _FAILURE_DETAIL_EVENTS or (name == "EndOfRunSummary" and event.data.num_errors > 0)
+
+
+def _tells_of_an_interruption(event: EventMsg) -> bool:
+    """dbt's "Encountered an error" and stack trace for an interrupt (a signal, a time limit), and its "Exited
+    because of keyboard interrupt", which a SIGTERM is not."""
+    if event.info.name == "EndOfRunSummary":
+        return bool(event.data.keyboard_interrupt)
+    return event.info.name in _INTERRUPTION_EVENTS and isinstance(sys.exc_info()[1], KeyboardInterrupt)
+
+
+@functools.lru_cache(maxsize=8)
+def _banner_shown_in(flow_run_id: UUID | None) -> set[str]:
+    """The banner lines already said in a flow run, by its earlier steps (each step is a task of the flow run, in
+    its process). A process runs one flow run at a time: a few are remembered, not every one."""
+    return set()
+
+
+LAST_RUN_FILE = "last_run.json"  # in the target's dbt folder: what --retry-failed resumes
+
+
+@dataclass(frozen=True)
+class PendingStep:
+    """A node step a run has not completed: to run again in full, or, when `retry_of` names the run_results.json
+    of its failed attempt, only the failed and skipped nodes that file lists (`dbt retry`)."""
+
+    name: str
+    retry_of: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A target's last run as `--retry-failed` resumes it: its selection, and the node steps it left undone.
+
+    Kept in the target's dbt folder (`target/<target>/last_run.json`), written when the run's steps are planned
+    and again after each node step, so that a run stopped by a crash or a signal leaves its unfinished steps
+    pending: a step that succeeded leaves the list; one that failed on nodes dbt listed keeps its
+    run_results.json for `dbt retry`; one that failed otherwise (dbt could not run, a time limit: dbt lists
+    no node it did not finish) stays as it was, to be run again.
+    """
+
+    run: str  # the flow run's name: its artifacts are in target/<target>/runs/<run>/
+    mode: RunMode
+    select: str | None = None
+    exclude: str | None = None
+    full_refresh: bool = False
+    state: str | None = None  # the folder of the previous run's artifacts the steps compared with (--state)
+    pending: tuple[PendingStep, ...] = ()
+
+    @classmethod
+    def load(cls, target_path: Path) -> RunRecord | None:
+        """The target's last run, or None when none is recorded (or the record cannot be read)."""
+        try:
+            document = json.loads((target_path / LAST_RUN_FILE).read_text(encoding="utf-8"))
+            return cls(**{**document, "pending": tuple(PendingStep(**step) for step in document["pending"])})
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def save(self, target_path: Path) -> None:
+        """Write the record in one replace: a reader never sees half of it."""
+        target_path.mkdir(parents=True, exist_ok=True)
+        written = target_path / f".{LAST_RUN_FILE}.tmp"
+        written.write_text(json.dumps(dataclasses.asdict(self), indent=2), encoding="utf-8")
+        written.replace(target_path / LAST_RUN_FILE)
+
+    def steps(self, project: DbtProject) -> list[DbtStep]:
+        """The run's steps, as its mode and selection plan them."""
+        state = Path(self.state) if self.state else None
+        return plan_steps(
+            project,
+            mode=self.mode,
+            select=self.select,
+            exclude=self.exclude,
+            full_refresh=self.full_refresh,
+            state=state,
+        )
+
+    def retry_steps(self, project: DbtProject) -> list[DbtStep]:
+        """The steps of a run resuming this one; none when it left nothing undone.
+
+        Its pending node steps, in order (a step with a run_results.json to retry reruns only that file's failed
+        and skipped nodes, the others run in full, on the nodes the run selected), between the steps that
+        prepare the run (deps, parse, source freshness) and docs generate.
+        """
+        if not self.pending:
+            return []
+        pending = {step.name: step for step in self.pending}
+        steps = []
+        for step in self.steps(project):
+            if step.is_node_step and step.name not in pending:
+                continue  # done by the run
+            retry_of = pending[step.name].retry_of if step.name in pending else None
+            if retry_of is not None and Path(retry_of).is_file():
+                step = dataclasses.replace(step, command=("retry",), retry_of=Path(retry_of))
+            steps.append(step)
+        return steps
+
+    def started(self, run: str, steps: Sequence[DbtStep]) -> RunRecord:
+        """The record of the run `run` about to run `steps`: every node step of them pending."""
+        pending = tuple(
+            PendingStep(step.name, str(step.retry_of) if step.retry_of else None) for step in steps if step.is_node_step
+        )
+        return dataclasses.replace(self, run=run, pending=pending)
+
+    def after(self, step: DbtStep, result: DbtCommandResult, saved: Path) -> RunRecord:
+        """The record once `step` ended with `result`, its run_results.json kept at `saved`."""
+        if result.success:
+            return dataclasses.replace(self, pending=tuple(todo for todo in self.pending if todo.name != step.name))
+        if result.failed_nodes and result.error is None and not result.stopped_at_time_limit and saved.is_file():
+            retry = PendingStep(step.name, str(saved))
+            return dataclasses.replace(
+                self, pending=tuple(retry if todo.name == step.name else todo for todo in self.pending)
+            )
+        return self

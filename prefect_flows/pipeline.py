@@ -1,6 +1,7 @@
 """The flow `pipeline-dbt-complet`: run a dbt project for one target under Prefect.
 
     uv run python prefect_flows/pipeline.py [--target dev] [--mode steps|build] [--select SELECTOR] [--full-refresh]
+    uv run python prefect_flows/pipeline.py [--target dev] --retry-failed
 
 The flow loads the block `dbt-cli-profile-{target}` created by `python -m infrastructure.setup_profiles`,
 renders it into a private, temporary profiles dir, and runs the dbt steps in order, each a task.
@@ -11,18 +12,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
+import logging
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, ParamSpec, TypeVar, get_args
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
 from prefect.exceptions import TerminationSignal
+from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from prefect.utilities.annotations import opaque
 from pydantic import Field
 
@@ -31,7 +38,7 @@ from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
-from dbt_pipeline.errors import ConfigError, PipelineError, StaleSourcesError, StateStoreError
+from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
 from dbt_pipeline.interrupts import TimeLimits, stop_this_process
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
@@ -42,8 +49,11 @@ from dbt_pipeline.target_slot import hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import (
     FRESHNESS_STEP,
+    REPEATED_AT_THE_END,
     DbtStep,
+    RunRecord,
     declares_freshness,
+    failure_headline,
     plan_steps,
     run_dbt_step,
     source_name,
@@ -62,6 +72,8 @@ MODIFIED = "state:modified+"
 CHANGED = f"{MODIFIED} source_status:fresher+"
 # After the API is lost: how long the run may take to cancel its queries and clean up before it exits.
 API_LOSS_GRACE_SECONDS = 30
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,11 @@ class RunPlan:
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
     compared_with: AnyEnvironment | None = None  # whose last good state dbt's --state reads, if any
 
+    @property
+    def target_path(self) -> Path:
+        """The target's dbt folder (as `DbtInvocation.target_path`), where its last run is recorded."""
+        return self.project.path / "target" / self.target
+
 
 def prepare_run(
     target: str,
@@ -84,8 +101,20 @@ def prepare_run(
     *,
     changed_only: bool = False,
     state_from: str | None = None,
+    full_refresh: bool = False,
+    mode: RunMode | None = None,
+    retry_failed: bool = False,
 ) -> RunPlan:
     """Check the target and the selection, load the profile block and find the project, or raise a clear error."""
+    if retry_failed:
+        _check_nothing_chosen_with_retry(
+            select=select,
+            exclude=exclude,
+            changed_only=changed_only,
+            state_from=state_from,
+            full_refresh=full_refresh,
+            mode=mode,
+        )
     check_selection("--select", select)
     check_selection("--exclude", exclude)
     environments = load_environments()
@@ -116,6 +145,42 @@ def prepare_run(
     )
 
 
+def _check_nothing_chosen_with_retry(**chosen: str | bool | None) -> None:
+    """--retry-failed takes its nodes, mode and selection from the run it resumes: refuse any other choice."""
+    flags = [f"--{name.replace('_', '-')}" for name, value in chosen.items() if value]
+    if flags:
+        raise ConfigError(
+            f"--retry-failed cannot be combined with {', '.join(flags)}: it reruns the failed and skipped nodes of "
+            "the target's last run, then the steps that run did not get to, with that run's own mode and "
+            f"selection. Drop {' and '.join(flags)} to retry, or drop --retry-failed to choose what to run."
+        )
+
+
+def _failing_once(function: Callable[P, R]) -> Callable[P, R | State[Any]]:
+    """The flow's own errors (a `PipelineError`: a failed step, a setting to fix) end its run Failed, said once.
+
+    Raised out of the flow, Prefect's flow engine would log the error with its traceback ("Encountered
+    exception during execution"), and make its whole message the state's, which the engine logs again
+    ("Finished in state Failed(...)"). Instead the error is logged once, whole, with the command that reruns
+    what failed; the state's message is its first line; its data is the error, so calling the flow raises it.
+    """
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R | State[Any]:
+        _without_tracebacks_of_our_errors()
+        try:
+            return function(*args, **kwargs)
+        except PipelineError as error:
+            call = inspect.signature(function).bind(*args, **kwargs)
+            call.apply_defaults()
+            message = failure_message(error, call.arguments["target"], call.arguments["project_dir"])
+            # The command's own last message says it again: its console leaves this record out.
+            get_run_logger().error("%s", message, extra={REPEATED_AT_THE_END: True})
+            return Failed(message=failure_headline(error), data=error)
+
+    return run
+
+
 @flow(
     name=FLOW_NAME,
     on_failure=[alert_on_failure],
@@ -123,6 +188,7 @@ def prepare_run(
     on_cancellation=[alert_on_cancellation],
     on_completion=[summary_on_success],
 )
+@_failing_once
 def dbt_full_pipeline(
     target: str = "dev",
     project_dir: str | None = None,
@@ -136,6 +202,7 @@ def dbt_full_pipeline(
     retry_delay_seconds: Annotated[float, Field(ge=0)] = 30,
     run_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
     step_timeout_seconds: Annotated[float | None, Field(gt=0)] = None,
+    retry_failed: bool = False,
 ) -> list[DbtCommandResult]:
     """Run the dbt steps for `target`: deps, parse, seed, snapshot, run, test (or one build), docs generate.
 
@@ -156,11 +223,26 @@ def dbt_full_pipeline(
         run_timeout_seconds: Stop the dbt steps (their queries cancelled) and fail the run past this
             many seconds from the moment the target is free; defaults to the environment's setting.
         step_timeout_seconds: The same for each dbt step; defaults to the environment's setting.
+        retry_failed: Rerun what the target's last run left undone, as dbt Cloud's "rerun from failure":
+            its failed and skipped nodes (`dbt retry`), then the steps it did not get to, on the nodes it
+            selected, in its mode; nothing (and the run completes) when it left nothing undone. Takes no
+            select, exclude, full_refresh, mode, changed_only or state_from. Never kept as a last good state.
     """
     logger = get_run_logger()
-    plan = prepare_run(target, project_dir, select, exclude, changed_only=changed_only, state_from=state_from)
+    plan = prepare_run(
+        target,
+        project_dir,
+        select,
+        exclude,
+        changed_only=changed_only,
+        state_from=state_from,
+        full_refresh=full_refresh,
+        mode=mode,
+        retry_failed=retry_failed,
+    )
     mode = mode or plan.environment.mode
-    logger.info("Running dbt project %s (%s) on target %r, %s mode", plan.project.name, plan.project.path, target, mode)
+    doing = "retrying what its last run left undone" if retry_failed else f"{mode} mode"
+    logger.info("Running dbt project %s (%s) on target %r, %s", plan.project.name, plan.project.path, target, doing)
 
     plan.environment.prepare_run(plan.outputs)
     run_name = flow_run.get_name() or "local"
@@ -179,12 +261,23 @@ def dbt_full_pipeline(
             step_timeout_seconds or plan.environment.step_timeout_seconds,
         )
         invocation = DbtInvocation(project=plan.project, profiles_dir=profiles_dir, target=target, limits=limits)
-        state = _compared_state(plan, artifacts, needed=needs_state(select, exclude))
-        if (changed_only or state_from) and state is not None and not select:  # what changed, and what it feeds
-            select = CHANGED if (state / "sources.json").is_file() else MODIFIED
-        steps = plan_steps(
-            plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
-        )
+        if retry_failed:
+            last, steps = _last_run_to_resume(plan)
+            if last is None or not steps:
+                logger.info("%s", nothing_to_retry(last, target, plan.target_path))
+                return []
+            logger.info("Resuming run %s (%s mode): %s", last.run, last.mode, _what_is_rerun(steps))
+            record, state = last, None  # a retried step keeps the --state it had; the others get it from `last`
+        else:
+            state = _compared_state(plan, artifacts, needed=needs_state(select, exclude))
+            if (changed_only or state_from) and state is not None and not select:  # what changed, and what it feeds
+                select = CHANGED if (state / "sources.json").is_file() else MODIFIED
+            steps = plan_steps(
+                plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
+            )
+            record = RunRecord(run_name, mode, select, exclude, full_refresh, str(state) if state else None)
+        record = record.started(run_name, steps)
+        record.save(invocation.target_path)
         reports, failure, invocation = _run_steps(
             steps,
             invocation,
@@ -193,11 +286,14 @@ def dbt_full_pipeline(
             retry_delay_seconds,
             changed=state,
             on_stale_source=plan.environment.on_stale_source,
+            record=record,
         )
         compared = state is not None and select in (MODIFIED, CHANGED)  # the selection is the comparison's
         reuse = _explain_reuse(plan, invocation, state, reports, selected=not compared)
         # A complete run that built something is dbt's next --state: the whole project, or all that changed.
-        if failure is None and (not select or compared) and not exclude and (_built(reports) or state is None):
+        # A --retry-failed run built only what another run left undone: never.
+        complete = failure is None and not retry_failed and (not select or compared) and not exclude
+        if complete and (_built(reports) or state is None):
             node_steps = [step.name for step in steps if step.runs_nodes and step.judges_nodes]
             _keep_state(plan, artifacts, invocation.target_path, node_steps, mode)
     publish_report(
@@ -214,6 +310,47 @@ def dbt_full_pipeline(
     return [report.result for report in reports if report.result is not None]
 
 
+def _last_run_to_resume(plan: RunPlan) -> tuple[RunRecord | None, list[DbtStep]]:
+    """The target's last run, and the steps that resume it (none: it left nothing undone)."""
+    last = RunRecord.load(plan.target_path)
+    return last, last.retry_steps(plan.project) if last is not None else []
+
+
+def _what_is_rerun(steps: Sequence[DbtStep]) -> str:
+    """The node steps of a resuming run, in words: `run: its failed and skipped nodes (dbt retry), then test`."""
+    said = [
+        f"{step.name}: its failed and skipped nodes (dbt retry)" if step.retry_of is not None else step.name
+        for step in steps
+        if step.is_node_step
+    ]
+    return ", then ".join(said)
+
+
+def nothing_to_retry(last: RunRecord | None, target: str, target_path: Path) -> str:
+    """What `--retry-failed` says when the target's last run left nothing undone, or no run is recorded."""
+    if last is None:
+        return (
+            f"nothing to retry on target {target!r}: no run of it is recorded in {target_path}. "
+            "Run it without --retry-failed."
+        )
+    return f"nothing to retry on target {target!r}: its last run, {last.run}, left no failed or skipped node to rerun."
+
+
+def failure_message(error: PipelineError, target: str, project_dir: str | None) -> str:
+    """The error and, when a dbt step failed (the run recorded what it left undone), the command that reruns it."""
+    if not isinstance(error, DbtRunError):
+        return str(error)
+    return f"{error}\nRerun only what failed: {rerun_command(target, project_dir)}"
+
+
+def rerun_command(target: str, project_dir: str | None) -> str:
+    """The command that reruns only what the target's last run left undone (`--retry-failed`)."""
+    words = ["uv", "run", "python", "prefect_flows/pipeline.py", "--target", target]
+    if project_dir:
+        words += ["--project-dir", project_dir]
+    return shlex.join([*words, "--retry-failed"])
+
+
 def _run_steps(
     steps: list[DbtStep],
     invocation: DbtInvocation,
@@ -223,12 +360,14 @@ def _run_steps(
     *,
     changed: Path | None,
     on_stale_source: OnStaleSource,
+    record: RunRecord,
 ) -> tuple[list[StepReport], BaseException | None, DbtInvocation]:
     """Run the steps in order, each a task; after a failure the rest are listed as not run.
 
     The source freshness step runs only when the project declares freshness; what a stale source
     does to the steps after it is the environment's `on_stale_source`. With a compared state
     (`changed`), docs are not generated again when no node was built: nothing changed in the warehouse.
+    After each node step, the run's `record` says what the run has left undone (for `--retry-failed`).
 
     Returns the steps' reports, the failure if any, and the invocation as the last step had it (with
     the parse step's manifest, compiled by the steps).
@@ -255,6 +394,12 @@ def _run_steps(
             invocation = dataclasses.replace(invocation, manifest=result.manifest)
         reports.append(StepReport(step.name, result))
         save_step_artifacts(artifacts, step.name, invocation.target_path)
+        after = (
+            record.after(step, result, artifacts / f"{step.name}.run_results.json") if result is not None else record
+        )
+        if after != record:
+            record = after
+            record.save(invocation.target_path)
         if step is FRESHNESS_STEP and result is not None:
             found = _judge_freshness(result, on_stale_source, invocation.target)
             if found and on_stale_source == "fail":
@@ -425,24 +570,38 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--step-timeout", type=_more_than_zero, help="seconds one dbt step may take (default: the environment's)"
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="rerun only what the target's last run left undone: its failed and skipped nodes (dbt retry), then "
+        "the steps it did not get to, with its own mode and selection (no --select, --exclude, --changed-only, "
+        "--state-from, --full-refresh or --mode with it); when it left nothing undone, say so and exit 0",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the flow from the command line; exit 0 on success, 1 with a clear message otherwise."""
     args = _parse_args(argv)
+    _console_says_failures_once()
     try:
         # A typo in the target or the selection, a missing block or an API that cannot be reached is
-        # reported before a flow run is created.
+        # reported before a flow run is created; so is a --retry-failed with nothing to retry.
         require_api()
-        prepare_run(
+        plan = prepare_run(
             args.target,
             args.project_dir,
             args.select,
             args.exclude,
             changed_only=args.changed_only,
             state_from=args.state_from,
+            full_refresh=args.full_refresh,
+            mode=args.mode,
+            retry_failed=args.retry_failed,
         )
+        if args.retry_failed and not (resumed := _last_run_to_resume(plan))[1]:
+            print(f"{FLOW_NAME}: {nothing_to_retry(resumed[0], args.target, plan.target_path)}")
+            return 0
         dbt_full_pipeline(
             target=args.target,
             project_dir=args.project_dir,
@@ -456,9 +615,10 @@ def main(argv: list[str] | None = None) -> int:
             retry_delay_seconds=args.retry_delay,
             run_timeout_seconds=args.run_timeout,
             step_timeout_seconds=args.step_timeout,
+            retry_failed=args.retry_failed,
         )
     except PipelineError as error:
-        print(f"\n{FLOW_NAME} failed: {error}", file=sys.stderr)
+        print(f"\n{FLOW_NAME} failed: {failure_message(error, args.target, args.project_dir)}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, TerminationSignal) as stop:
         # The query was cancelled and the run recorded as Crashed (or Cancelled) on the way out.
@@ -466,6 +626,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{FLOW_NAME} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
         return 128 + signum
     return 0
+
+
+class _SaidAtTheEnd(logging.Filter):
+    """Leaves out of the console what the command's last message says again: dbt's details of a failure (each
+    failed node and its error) and the flow's error. The run's logs in Prefect keep them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, REPEATED_AT_THE_END, False)
+
+
+def _console_says_failures_once() -> None:
+    """A failure is printed once, by the command's last message (with the command that reruns what failed)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.addFilter(_SaidAtTheEnd())
+
+
+class _NoTracebackOfOurErrors(logging.Filter):
+    """Prefect's engines log a failed run with `exc_info`: the traceback of one of our own errors (whose message
+    says what to do) is left out, as is the empty one ("NoneType: None") of a task that returned its Failed state.
+    The line itself stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and (record.exc_info[1] is None or isinstance(record.exc_info[1], PipelineError)):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _without_tracebacks_of_our_errors() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(installed, _NoTracebackOfOurErrors) for installed in logger.filters):
+            logger.addFilter(_NoTracebackOfOurErrors())
 
 
 if __name__ == "__main__":

@@ -50,8 +50,8 @@ class RunningPipeline:
         return self.log.read_text()
 
     def wait_for_query(self, step: str = "dbt-run", timeout: float = 240) -> None:
-        """Until dbt runs the step's nodes (its "Concurrency:" line), plus a moment for the query to start."""
-        pattern = re.compile(rf"Task run '{step}-\w+' - Concurrency:")
+        """Until dbt runs the step's nodes (the step's "Running N nodes" line), plus a moment for the query to start."""
+        pattern = re.compile(rf"Task run '{step}-\w+' - Running \d+ nodes?$", re.MULTILINE)
         deadline = time.monotonic() + timeout
         while not pattern.search(self.output):
             assert self.process.poll() is None, f"the pipeline ended early:\n{self.output[-4000:]}"
