@@ -8,8 +8,8 @@ would wait forever. So the run that holds the slot also records itself, with a h
 Prefect Variable `dbt-target-{target}-holder`, which lives in the server's database like the limit.
 
 A run that finds the target taken reads that record. The holder is gone when its flow run has
-ended, when its heartbeat is older than `HOLDER_SILENT_AFTER_SECONDS`, or when no run has claimed
-the slot for that long (a lease the server lost). The waiting run then takes the slot over, and
+ended, when its heartbeat is older than the environment's `takeover_after_seconds`, or when no run
+has claimed the slot for that long (a lease the server lost). The waiting run then takes the slot over, and
 marks a holder that Prefect still shows as running Crashed. Prefect's API has no compare-and-set, so
 a take-over is claimed first (the waiter writes itself as holder, waits a moment and reads back):
 of two waiters that see the same dead holder, one goes on and the other waits again.
@@ -38,19 +38,51 @@ from dbt_pipeline.environments import target_concurrency_limit
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
-LEASE_SECONDS = 60.0
-HEARTBEAT_SECONDS = 15.0
-HOLDER_SILENT_AFTER_SECONDS = 60.0
-# A holder that has not reached the API for this long stops its run: before the other runs may take
-# its target over (HOLDER_SILENT_AFTER_SECONDS), so two runs never write to one target.
-API_LOST_AFTER_SECONDS = 45.0
-# What one heartbeat call may take: an API that accepts connections but never answers counts as lost.
-HEARTBEAT_CALL_TIMEOUT_SECONDS = 10.0
-POLL_SECONDS = 5.0
 WAITING_REPORT_EVERY_SECONDS = 60.0
+PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration (422)
 CLAIM_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
+
+
+@dataclass(frozen=True)
+class SlotTimings:
+    """How a run keeps its target, all derived from one setting: how long a silent holder keeps it.
+
+    The derived values keep the same proportions whatever `takeover_after` is, because the guarantee
+    rests on them: a holder cut off from the API stops its run before the others may take its target
+    over. Its heartbeat fails for `api_lost_after` (3/4), checked after each beat (a quarter) and its
+    calls (a sixth each, an API that never answers): in the worst case it stops after 5/6, before 1.
+    """
+
+    takeover_after: float = 60.0
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between two heartbeats of the holder."""
+        return self.takeover_after / 4
+
+    @property
+    def api_lost_after(self) -> float:
+        """A holder whose heartbeat has not reached the API for this long stops its run."""
+        return self.takeover_after * 3 / 4
+
+    @property
+    def call_timeout(self) -> float:
+        """What one heartbeat call may take: an API that accepts connections but never answers counts as lost."""
+        return self.takeover_after / 6
+
+    @property
+    def lease(self) -> float:
+        """The Prefect lease on the slot, renewed by each heartbeat: Prefect takes 60 s at least. It only
+        frees the slot of a run that is gone sooner when the server notices first; the take-over does not
+        wait for it."""
+        return max(self.takeover_after, PREFECT_MIN_LEASE_SECONDS)
+
+    @property
+    def poll(self) -> float:
+        """Seconds between two looks of a waiting run at the slot."""
+        return self.takeover_after / 12
 
 
 def holder_variable(target: str) -> str:
@@ -92,10 +124,12 @@ def write_holder(client: SyncPrefectClient, target: str, holder: Holder) -> None
         client.create_variable(VariableCreate(name=name, value=holder.to_value()))
 
 
-def why_holder_is_gone(client: SyncPrefectClient, holder: Holder | None, *, busy_since: datetime) -> str | None:
+def why_holder_is_gone(
+    client: SyncPrefectClient, holder: Holder | None, *, busy_since: datetime, timings: SlotTimings
+) -> str | None:
     """Why the slot's holder is gone (so its slot can be taken), or None while it may be alive."""
     now = datetime.now(UTC)
-    silent_after = timedelta(seconds=HOLDER_SILENT_AFTER_SECONDS)
+    silent_after = timedelta(seconds=timings.takeover_after)
     if holder is None:
         if now - busy_since >= silent_after:
             return f"no run has claimed it for {silent_after.total_seconds():.0f} s (the server lost its lease)"
@@ -114,18 +148,24 @@ def why_holder_is_gone(client: SyncPrefectClient, holder: Holder | None, *, busy
 
 @contextmanager
 def hold_target(
-    target: str, flow_run_id: UUID, logger: Logger, on_api_lost: Callable[[str], None] | None = None
+    target: str,
+    flow_run_id: UUID,
+    logger: Logger,
+    on_api_lost: Callable[[str], None] | None = None,
+    timings: SlotTimings | None = None,
 ) -> Iterator[None]:
     """Hold `target`'s slot for the block: wait for it (taking it from a holder that is gone), keep
     it alive with a heartbeat, and free it on the way out, whatever happens in the block.
 
     `on_api_lost(reason)` is called (from the heartbeat's thread) once the API has not answered for
-    API_LOST_AFTER_SECONDS: the caller stops the run, since its target is about to be taken over.
+    `timings.api_lost_after`: the caller stops the run, since its target is about to be taken over.
+    `timings` are the environment's (`takeover_after_seconds`), 60 s by default.
     """
+    timings = timings or SlotTimings()
     with get_client(sync_client=True) as client:
-        lease_id = _acquire(client, target, flow_run_id, logger)
+        lease_id = _acquire(client, target, flow_run_id, logger, timings)
     acquired = time.monotonic()
-    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger, on_api_lost)
+    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger, on_api_lost, timings)
     heartbeat.start()
     try:
         yield
@@ -133,40 +173,40 @@ def hold_target(
         heartbeat.stop()
         try:
             with get_client(sync_client=True) as client:
-                _release(client, target, flow_run_id, lease_id, time.monotonic() - acquired, logger)
+                _release(client, target, flow_run_id, lease_id, time.monotonic() - acquired, logger, timings)
         except Exception as problem:  # the run's outcome stands; the next run takes the slot over
             logger.warning(
                 "Could not free target %r (%s): the next run takes it over within %.0f s",
-                target, problem, HOLDER_SILENT_AFTER_SECONDS,
+                target, problem, timings.takeover_after,
             )  # fmt: skip
 
 
-def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> UUID:
+def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings) -> UUID:
     busy_since: datetime | None = None
     reported_at = 0.0
     while True:
-        lease_id = _try_acquire(client, target, me, logger)
+        lease_id = _try_acquire(client, target, me, logger, timings)
         if lease_id is not None:
             return lease_id
         busy_since = busy_since or datetime.now(UTC)
         holder = read_holder(client, target)
         if holder is not None and holder.flow_run_id == me:
             holder = None  # this run's own claim, beaten by another run that has not recorded itself yet
-        reason = why_holder_is_gone(client, holder, busy_since=busy_since)
+        reason = why_holder_is_gone(client, holder, busy_since=busy_since, timings=timings)
         if reason is not None and _take_over(client, target, holder, me, reason, logger):
             continue
         if time.monotonic() - reported_at >= WAITING_REPORT_EVERY_SECONDS:
             reported_at = time.monotonic()
             logger.info("Waiting for target %r: %s", target, _holding(client, holder))
-        time.sleep(POLL_SECONDS)
+        time.sleep(timings.poll)
 
 
-def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> UUID | None:
+def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings) -> UUID | None:
     """The lease on the target's slot, or None while another run holds it."""
     limit = target_concurrency_limit(target)
     try:
         response = client.increment_concurrency_slots_with_lease(
-            names=[limit], slots=1, mode="concurrency", lease_duration=LEASE_SECONDS,
+            names=[limit], slots=1, mode="concurrency", lease_duration=timings.lease,
             holder=ConcurrencyLeaseHolder(type="flow_run", id=me),
         )  # fmt: skip
     except PrefectHTTPStatusError as error:
@@ -176,19 +216,21 @@ def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logge
     granted = response.json()
     if not granted["limits"]:
         logger.warning("No concurrency limit %s: runs on %r are not serialized (run the setup)", limit, target)
-    _crash_a_holder_left_behind(client, target, me, logger)
+    _crash_a_holder_left_behind(client, target, me, logger, timings)
     write_holder(client, target, Holder(me, datetime.now(UTC)))
     return UUID(granted["lease_id"])
 
 
-def _crash_a_holder_left_behind(client: SyncPrefectClient, target: str, me: UUID, logger: Logger) -> None:
+def _crash_a_holder_left_behind(
+    client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings
+) -> None:
     """The slot was free, yet the record names another run: one that could not free it, or whose lease
     the server let expire (a run cut off from an API that stayed up stops itself, and nothing else
     would end its flow run). If it is gone and Prefect still shows it running, mark it Crashed."""
     previous = read_holder(client, target)
     if previous is None or previous.flow_run_id == me:
         return
-    reason = why_holder_is_gone(client, previous, busy_since=datetime.now(UTC))
+    reason = why_holder_is_gone(client, previous, busy_since=datetime.now(UTC), timings=timings)
     if reason is not None and _mark_crashed(client, previous.flow_run_id, reason):
         logger.warning(
             "Target %r was free, but the run that last held it is gone: %s. Marked it Crashed.", target, reason
@@ -237,24 +279,30 @@ def _holding(client: SyncPrefectClient, holder: Holder | None) -> str:
 
 
 def _release(
-    client: SyncPrefectClient, target: str, me: UUID, lease_id: UUID, held_seconds: float, logger: Logger
+    client: SyncPrefectClient,
+    target: str,
+    me: UUID,
+    lease_id: UUID,
+    held_seconds: float,
+    logger: Logger,
+    timings: SlotTimings,
 ) -> None:
     holder = read_holder(client, target)
     if holder is not None and holder.flow_run_id != me:
         logger.warning("Target %r was taken over while this run held it: leaving the slot to its new holder", target)
         return
     client.delete_variable_by_name(holder_variable(target))
-    if _renew(client, lease_id):
+    if _renew(client, lease_id, timings):
         client.release_concurrency_slots_with_lease(lease_id)
     else:  # the server restarted and lost the lease: free the slot it still counts
         limit = target_concurrency_limit(target)
         client.release_concurrency_slots(names=[limit], slots=1, occupancy_seconds=max(held_seconds, 0.001))
 
 
-def _renew(client: SyncPrefectClient, lease_id: UUID) -> bool:
+def _renew(client: SyncPrefectClient, lease_id: UUID, timings: SlotTimings) -> bool:
     """Renew the lease; False if the server no longer has it."""
     try:
-        client.renew_concurrency_lease(lease_id, LEASE_SECONDS)
+        client.renew_concurrency_lease(lease_id, timings.lease)
     except PrefectHTTPStatusError as error:
         if error.response.status_code in (404, _LEASE_GONE):
             return False
@@ -272,9 +320,10 @@ class _Heartbeat:
         lease_id: UUID,
         logger: Logger,
         on_api_lost: Callable[[str], None] | None,
+        timings: SlotTimings,
     ) -> None:
         self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
-        self.on_api_lost = on_api_lost
+        self.on_api_lost, self.timings = on_api_lost, timings
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"heartbeat-{target}", daemon=True)
         self.lease_lost = False
@@ -284,23 +333,23 @@ class _Heartbeat:
 
     def stop(self) -> None:
         self.stopping.set()
-        self.thread.join(timeout=HEARTBEAT_SECONDS)
+        self.thread.join(timeout=self.timings.heartbeat)
 
     def _run(self) -> None:
         # One short attempt per beat: the next beat is the retry, and the clock below the judge.
         with (
             temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
-            get_client(sync_client=True, httpx_settings={"timeout": HEARTBEAT_CALL_TIMEOUT_SECONDS}) as client,
+            get_client(sync_client=True, httpx_settings={"timeout": self.timings.call_timeout}) as client,
         ):
             answered = time.monotonic()
-            while not self.stopping.wait(HEARTBEAT_SECONDS):
+            while not self.stopping.wait(self.timings.heartbeat):
                 try:
                     self._beat(client)
                     answered = time.monotonic()
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
                     silence = time.monotonic() - answered
-                    if silence >= API_LOST_AFTER_SECONDS and self.on_api_lost is not None:
+                    if silence >= self.timings.api_lost_after and self.on_api_lost is not None:
                         api = str(client.api_url).rstrip("/")
                         self.on_api_lost(
                             f"the Prefect API at {api} has not answered for {silence:.0f} s "
@@ -310,6 +359,6 @@ class _Heartbeat:
 
     def _beat(self, client: SyncPrefectClient) -> None:
         write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC)))
-        if not self.lease_lost and not _renew(client, self.lease_id):
+        if not self.lease_lost and not _renew(client, self.lease_id, self.timings):
             self.lease_lost = True
             self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)

@@ -45,7 +45,7 @@ from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection, needs_state
 from dbt_pipeline.settings import OnStaleSource, RunMode
-from dbt_pipeline.target_slot import hold_target
+from dbt_pipeline.target_slot import SlotTimings, hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import (
     FRESHNESS_STEP,
@@ -250,8 +250,9 @@ def dbt_full_pipeline(
     # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
     # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
     logger.info("Waiting for target %r to be free (one run per target at a time)", target)
+    timings = SlotTimings(plan.environment.takeover_after_seconds)
     with (
-        hold_target(target, UUID(flow_run.get_id()), logger, on_api_lost=_stop_on_api_loss),
+        hold_target(target, UUID(flow_run.get_id()), logger, _stop_on_api_loss, timings),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, plan.outputs)) as profiles_dir,
         _warehouse_released(plan.environment),

@@ -10,10 +10,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from dbt_pipeline.target_slot import SlotTimings
 from tests.postgres_server import PostgresServer, running_postgres
 from tests.prefect_server import PREFECT, PrefectServer
 
@@ -121,6 +123,18 @@ def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str,
             name: {"adapter": "duckdb", "path": str(database), "threads": 1, "state_store": state} for name in names
         },
     }
+
+
+# The shortest take-over of a silent run the environments file allows: the tests that wait for one set it,
+# and the guarantees hold at any value (SlotTimings keeps the proportions).
+SHORT_TAKEOVER = SlotTimings(takeover_after=20)
+
+
+def with_short_takeover(document: dict[str, Any]) -> dict[str, Any]:
+    """The environments document with every environment's `takeover_after_seconds` set to SHORT_TAKEOVER's."""
+    for environment in document["environments"].values():
+        environment["takeover_after_seconds"] = int(SHORT_TAKEOVER.takeover_after)
+    return document
 
 
 @pytest.fixture

@@ -78,6 +78,10 @@ environments:
             r"environments\.dev\.threads: .*greater than 0",
         ),
         (
+            "environments:\n  dev: {adapter: duckdb, path: a.db, takeover_after_seconds: 5}\n",
+            r"environments\.dev\.takeover_after_seconds: .*greater than or equal to 20",
+        ),
+        (
             "environments:\n  dev: {adapter: duckdb, path: a.db, threads: many}\n",
             r"environments\.dev\.threads: .*integer",
         ),

@@ -18,17 +18,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 from prefect.client.schemas.objects import StateType
 
-from dbt_pipeline.target_slot import (
-    API_LOST_AFTER_SECONDS,
-    HEARTBEAT_CALL_TIMEOUT_SECONDS,
-    HEARTBEAT_SECONDS,
-    HOLDER_SILENT_AFTER_SECONDS,
-    read_holder,
-)
+from dbt_pipeline.target_slot import read_holder
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
-from tests.conftest import Workspace, duckdb_environments, make_workspace
+from tests.conftest import SHORT_TAKEOVER as TIMINGS
+from tests.conftest import Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
 from tests.silent_proxy import SilentProxy
@@ -54,7 +50,9 @@ def own_server(tmp_path: Path) -> Iterator[PrefectServer]:
 def slot_workspace(tmp_path: Path, own_server: PrefectServer, dbt_project: Path) -> Workspace:
     (tmp_path / "workspace").mkdir()
     workspace = make_workspace(tmp_path / "workspace", own_server.api, own_server.home)
-    workspace.write_environments(duckdb_environments(dbt_project, workspace.root / "dev.duckdb", "dev"))
+    workspace.write_environments(
+        with_short_takeover(duckdb_environments(dbt_project, workspace.root / "dev.duckdb", "dev"))
+    )
     (dbt_project / "models" / "marts" / "outlives_a_restart.sql").write_text(MODEL_OUTLIVING_A_RESTART)
     (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_MODEL)
     workspace.setup("--blocks-only")
@@ -71,6 +69,11 @@ def test_server_restarted_mid_run_the_run_finishes_and_the_next_one_gets_the_tar
 ) -> None:
     """The holder outlives the restart (its lease is gone, its heartbeat is not); a run started after the
     restart waits for it, then runs; the slot is free at the end."""
+    # The default take-over (60 s): the run stops itself after 3/4 of it without the API, and a restart
+    # on a busy machine takes longer than the shortest setting's 15 s.
+    document = yaml.safe_load(slot_workspace.environments_file.read_text(encoding="utf-8"))
+    del document["environments"]["dev"]["takeover_after_seconds"]
+    slot_workspace.write_environments(document)
     first = RunningPipeline(slot_workspace, "--select", "outlives_a_restart", "--retries", "0")
     first.wait_for_query(timeout=240)
     own_server.stop()
@@ -95,7 +98,7 @@ def test_run_killed_with_its_server_is_taken_over_and_the_doctor_says_so(
 ) -> None:
     """SIGKILL of the run and of the server (a machine lost): after the restart the limit still counts the
     slot and no lease expires it. The doctor names the dead holder; the next run takes the target over
-    within HOLDER_SILENT_AFTER_SECONDS and marks the dead run Crashed."""
+    within the environment's takeover_after_seconds and marks the dead run Crashed."""
     dead = RunningPipeline(slot_workspace, "--select", "long_running", "--retries", "0")
     dead.wait_for_query(timeout=240)
     own_server.stop(kill=True)
@@ -105,7 +108,7 @@ def test_run_killed_with_its_server_is_taken_over_and_the_doctor_says_so(
     own_server.start()
     assert active_slots(own_server.api) == 1, "the restarted server still counts the dead run's slot"
 
-    time.sleep(max(0.0, HOLDER_SILENT_AFTER_SECONDS + 2 - (time.monotonic() - killed_at)))
+    time.sleep(max(0.0, TIMINGS.takeover_after + 2 - (time.monotonic() - killed_at)))
     doctor = slot_workspace.run("-m", "infrastructure.doctor", "--target", "dev")
     assert doctor.returncode == 1, doctor.stdout
     assert re.search(
@@ -128,13 +131,13 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     slot_workspace: Workspace, own_server: PrefectServer
 ) -> None:
     """The server dies during a long query and stays down: the run stops itself (query cancelled, private
-    profile removed, exit non-zero) within API_LOST_AFTER_SECONDS and a grace, naming the cause. When the
+    profile removed, exit non-zero) within the API-loss bound and a grace, naming the cause. When the
     server is back, the next run gets the target and marks the lost run Crashed; the warehouse is intact."""
     lost = RunningPipeline(slot_workspace, "--select", "long_running", "--retries", "0")
     lost.wait_for_query(timeout=240)
     own_server.stop(kill=True)
     killed = time.monotonic()
-    returncode = lost.process.wait(timeout=API_LOST_AFTER_SECONDS + HEARTBEAT_SECONDS + API_LOSS_GRACE_SECONDS + 60)
+    returncode = lost.process.wait(timeout=TIMINGS.api_lost_after + TIMINGS.heartbeat + API_LOSS_GRACE_SECONDS + 60)
     took = time.monotonic() - killed
     print(f"\nAPI lost mid-run: the run exited {took:.0f} s after the server died")  # shown with -s / -rA
     assert returncode != 0
@@ -151,10 +154,8 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
 
 
 # From an API gone silent to the run's exit, at most: the first heartbeat that finds the API silent for
-# API_LOST_AFTER_SECONDS comes one beat (and one call's timeout) later; then the run has its grace to exit.
-SILENT_API_EXIT_BOUND = (
-    API_LOST_AFTER_SECONDS + HEARTBEAT_SECONDS + HEARTBEAT_CALL_TIMEOUT_SECONDS + API_LOSS_GRACE_SECONDS
-)
+# api_lost_after comes one beat (and one call's timeout) later; then the run has its grace to exit.
+SILENT_API_EXIT_BOUND = TIMINGS.api_lost_after + TIMINGS.heartbeat + TIMINGS.call_timeout + API_LOSS_GRACE_SECONDS
 SLOW_MACHINE_MARGIN = 20
 
 
@@ -163,10 +164,13 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
 ) -> None:
     """The API still accepts connections but never answers (a hung server, a black-holing proxy) during a long
     query: every heartbeat call times out, and the run stops itself (query cancelled, private profile removed,
-    the lost API named, exit non-zero) before its target may be taken over, HOLDER_SILENT_AFTER_SECONDS after
+    the lost API named, exit non-zero) before its target may be taken over, takeover_after_seconds after
     its last heartbeat. Once the API answers again, the next run gets the target (the server freed the slot
     when the lost run's lease expired), marks the lost run Crashed and finishes."""
     (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
+    workspace.write_environments(
+        with_short_takeover(duckdb_environments(dbt_project, workspace.root / "warehouse" / "dev.duckdb", "dev"))
+    )
     with SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy:
         workspace.env["PREFECT_API_URL"] = proxy.api
         workspace.setup("--blocks-only")
@@ -178,7 +182,7 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
             with prefect_client(prefect_api) as client:  # the server itself: what the other runs see
                 last_beat = read_holder(client, "dev")
             assert last_beat is not None, "the run should have recorded itself as the target's holder"
-            taken_over_from = last_beat.heartbeat_at + timedelta(seconds=HOLDER_SILENT_AFTER_SECONDS)
+            taken_over_from = last_beat.heartbeat_at + timedelta(seconds=TIMINGS.takeover_after)
 
             stopped: tuple[datetime, float] | None = None  # when the run said it stops (wall clock, monotonic)
             while lost.process.poll() is None:

@@ -97,6 +97,15 @@ class WarehouseEnvironment(Settings, ABC):
     step_timeout_seconds: Count | None = Field(
         default=None, description="Stop a dbt step that takes longer (its query cancelled) and fail the run."
     )
+    takeover_after_seconds: int = Field(
+        default=60,
+        strict=True,
+        ge=20,
+        description=(
+            "How long a run that holds the target may be silent (killed, or cut off from the Prefect API) "
+            "before the next run takes the target over; a run cut off for 3/4 of it stops itself first."
+        ),
+    )
     state_store: str | None = Field(
         default=None,
         min_length=1,

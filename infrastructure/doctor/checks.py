@@ -29,7 +29,7 @@ from dbt_pipeline.environments import AnyEnvironment, Environments, load_environ
 from dbt_pipeline.errors import BlockNotFoundError, CheckFailedError, PipelineError
 from dbt_pipeline.prefect_api import require_api, unreachable
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
-from dbt_pipeline.target_slot import HOLDER_SILENT_AFTER_SECONDS, read_holder, why_holder_is_gone
+from dbt_pipeline.target_slot import SlotTimings, read_holder, why_holder_is_gone
 
 
 @dataclass
@@ -182,13 +182,14 @@ class Doctor:
         """Who holds the target's slot; a failed check if it is a run that is gone."""
         holder = read_holder(client, self.target)
         # Without a record the slot may be a run starting this instant: only a waiting run can tell.
-        reason = why_holder_is_gone(client, holder, busy_since=datetime.now(UTC)) if holder else None
+        timings = SlotTimings(self.environment.takeover_after_seconds) if self.environment else SlotTimings()
+        reason = why_holder_is_gone(client, holder, busy_since=datetime.now(UTC), timings=timings) if holder else None
         if reason is None:
             who = f"flow run {holder.flow_run_id}" if holder else "a run that has not recorded itself yet"
             return f"held by {who}"
         raise CheckFailedError(
             f"{name} is held by a run that is gone: {reason}",
-            f"the next run takes it over within {HOLDER_SILENT_AFTER_SECONDS:.0f} s; to free it now: "
+            f"the next run takes it over within {timings.takeover_after:.0f} s; to free it now: "
             f"uv run prefect gcl update {name} --active-slots 0",
         )
 
