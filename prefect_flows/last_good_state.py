@@ -20,6 +20,7 @@ from dbt.version import __version__ as dbt_version
 
 from dbt_pipeline.adapters import WarehouseEnvironment
 from dbt_pipeline.dbt_arguments import DbtInvocation
+from dbt_pipeline.errors import StateStoreError
 from dbt_pipeline.state_store import StateStore
 
 STATE_FOLDER = "state"  # in the run's folder: what is saved, as saved
@@ -84,6 +85,28 @@ def _merged_run_results(paths: Sequence[Path], folder: Path) -> Path:
     destination = folder / "run_results.json"
     destination.write_text(json.dumps(merged), encoding="utf-8")
     return destination
+
+
+def fetch_previous_run(
+    environment: WarehouseEnvironment,
+    outputs: Mapping[str, Any],
+    into: Path,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> Path | None:
+    """The target's last good state fetched into `into`, for the report's comparison with its last successful
+    run; None when it has none, or when its store cannot be read (said: the run itself does not need it)."""
+    store = StateStore.at(
+        environment.state_location,
+        environment.name,
+        storage_options=environment.state_store_options(outputs),
+        logger=logger,
+    )
+    try:
+        state = store.fetch(into)
+    except StateStoreError as error:
+        logger.warning("%s The report does not compare this run with the last successful one.", error)
+        return None
+    return state.path if state is not None else None
 
 
 def fetch_compared_state(

@@ -61,7 +61,13 @@ from prefect_flows.dbt_tasks import (
     without_recompiling,
     without_stale_sources,
 )
-from prefect_flows.last_good_state import NodeReuse, explain_reuse, fetch_compared_state, keep_last_good_state
+from prefect_flows.last_good_state import (
+    NodeReuse,
+    explain_reuse,
+    fetch_compared_state,
+    fetch_previous_run,
+    keep_last_good_state,
+)
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"
@@ -277,6 +283,7 @@ def dbt_full_pipeline(
                 plan.project, mode=mode, select=select, exclude=exclude, full_refresh=full_refresh, state=state
             )
             record = RunRecord(run_name, mode, select, exclude, full_refresh, str(state) if state else None)
+        previous = state if plan.compared_with is plan.environment else _previous_run(plan, artifacts)
         record = record.started(run_name, steps)
         record.save(invocation.target_path)
         reports, failure, invocation = _run_steps(
@@ -304,6 +311,7 @@ def dbt_full_pipeline(
         steps=reports,
         secrets=plan.secrets.values(),
         reuse=reuse,
+        previous=previous,
     )
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
@@ -459,6 +467,11 @@ def _explain_reuse(
         return []
     built = {node.unique_id for node in _built(reports) if outcome_of(node.status) is NodeOutcome.PASSED}
     return explain_reuse(invocation, state, built, compared_with=plan.compared_with.name, selected=selected)
+
+
+def _previous_run(plan: RunPlan, artifacts: Path) -> Path | None:
+    """The target's last good state, fetched before this run may replace it: the report compares with it."""
+    return fetch_previous_run(plan.environment, plan.outputs, artifacts / "previous_run", get_run_logger())
 
 
 def _compared_state(plan: RunPlan, artifacts: Path, *, needed: bool) -> Path | None:

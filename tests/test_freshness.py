@@ -61,6 +61,8 @@ def test_stale_source_is_warned_skipped_or_fails_the_run(workspace: Workspace, d
     assert not built & left_out
     assert "model.shop_analytics.orders" in built
     assert "| source-freshness |" in (run_dir / "report.md").read_text()
+    # The seeds-only run before it was not a complete one: nothing to compare with yet.
+    assert "No previous successful run of this target to compare with." in (run_dir / "report.md").read_text()
 
     with_policy(workspace, dbt_project, "fail")
     failed = workspace.pipeline()
@@ -69,3 +71,5 @@ def test_stale_source_is_warned_skipped_or_fails_the_run(workspace: Workspace, d
     assert "change `on_stale_source` (warn, skip, fail) for this target in the environments file" in failed.stderr
     report = dbt_project / "target" / "dev" / "runs" / flow_run_name(failed.stdout + failed.stderr) / "report.md"
     assert "| seed | | not run | |" in report.read_text()
+    # Compared with the skip run, the target's last successful one (its last good state, fetched before the run).
+    assert f"kept in `{report.parent / 'previous_run'}`" in report.read_text()
