@@ -51,7 +51,6 @@ from prefect_flows.dbt_tasks import (
     FRESHNESS_STEP,
     REPEATED_AT_THE_END,
     DbtStep,
-    RunRecord,
     declares_freshness,
     failure_headline,
     plan_steps,
@@ -68,6 +67,7 @@ from prefect_flows.last_good_state import (
     fetch_previous_run,
     keep_last_good_state,
 )
+from prefect_flows.run_record import RunRecord
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
 
 FLOW_NAME = "pipeline-dbt-complet"

@@ -16,7 +16,7 @@ from prefect.client.schemas.objects import StateType
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
-from prefect_flows.dbt_tasks import PendingStep, RunRecord
+from prefect_flows.run_record import PendingStep, RunRecord
 from tests.conftest import EXAMPLE_PROJECT, Workspace, copy_example_project, duckdb_environments, make_workspace
 from tests.prefect_api import all_task_runs, flow_run_name, node_runs, node_unique_id, read_flow_run, step_runs
 from tests.test_console import broken_staging_model
