@@ -388,7 +388,7 @@ def _run_steps(
         if step is FRESHNESS_STEP and not declares_freshness(invocation.manifest):
             continue
         if failure is not None or (changed is not None and step.name == "docs-generate" and not _built(reports)):
-            reports.append(StepReport(step.name, None))  # the report lists the steps that did not run
+            reports.append(StepReport(step.name, None, step.judges_nodes))  # the report lists the steps not run
             continue
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
@@ -401,7 +401,7 @@ def _run_steps(
         result = outcome if isinstance(outcome, DbtCommandResult) else getattr(outcome, "result", None)
         if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
             invocation = dataclasses.replace(invocation, manifest=result.manifest)
-        reports.append(StepReport(step.name, result))
+        reports.append(StepReport(step.name, result, step.judges_nodes))
         save_step_artifacts(artifacts, step.name, invocation.target_path)
         after = (
             record.after(step, result, artifacts / f"{step.name}.run_results.json") if result is not None else record

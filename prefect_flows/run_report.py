@@ -24,7 +24,7 @@ from prefect.settings import PREFECT_UI_URL
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
 from dbt_pipeline.dbt_project import DbtProject
-from dbt_pipeline.node_status import NodeOutcome, outcome_of
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.run_history import (
     REGRESSION_FACTOR,
     REGRESSION_MIN_SECONDS,
@@ -49,10 +49,12 @@ MAX_REGRESSIONS_LISTED = 30
 
 @dataclass(frozen=True)
 class StepReport:
-    """One step of the run as the report shows it: its last attempt's result (if it ran)."""
+    """One step of the run as the report shows it: its last attempt's result (if it ran), and whether its failed
+    nodes fail the run (`judged`; not source freshness, whose verdict is the environment's on_stale_source)."""
 
     name: str
     result: DbtCommandResult | None
+    judged: bool = True
 
 
 def run_directory(project_path: Path, target: str, run_name: str) -> Path:
@@ -87,7 +89,7 @@ def render_markdown(
 ) -> str:
     """The report as markdown (Prefect renders markdown artifacts); `history` is its comparison with the last
     successful run and its critical path (`history_section`)."""
-    nodes = [node for step in steps if step.result for node in step.result.nodes]
+    nodes = [node for step in steps if step.result and step.judged for node in step.result.nodes]
     failed = [node for node in nodes if node.failed]
     counts = Counter(node.status for node in nodes)
     lines = [f"# {title}", ""]
@@ -115,6 +117,7 @@ def render_markdown(
         for node in failed:
             rows = f" ({node.failures} failing rows)" if node.failures else ""
             lines.append(f"- `{node.unique_id}` **{node.status}**{rows}: {_cell(node.message)}")
+    lines += _freshness_section(steps)
     lines += history
     lines += _reuse_section(reuse)
     docs = timeline_path.parent / "docs" / "index.html"
@@ -159,6 +162,30 @@ def _reuse_section(reuse: Sequence[NodeReuse]) -> list[str]:
 _TABLE_ORDER = {NodeOutcome.FAILED: 0, NodeOutcome.SKIPPED: 1, NodeOutcome.PASSED: 2}
 
 
+# What a source's freshness status means (dbt's words: pass, warn, error, runtime error).
+_FRESHNESS_WORDS = {
+    NodeStatus.Pass: "fresh",
+    NodeStatus.Warn: "past warn_after",
+    NodeStatus.Error: "past error_after",
+    NodeStatus.RuntimeErr: "not checked",
+}
+
+
+def _freshness_section(steps: Sequence[StepReport]) -> list[str]:
+    """What the source freshness step found, apart from the failures: its verdict is the environment's
+    `on_stale_source`, and a source it could not check (a table not loaded yet) fails nothing."""
+    sources = [node for step in steps if step.result and not step.judged for node in step.result.nodes]
+    if not sources:
+        return []
+    counts = Counter(_FRESHNESS_WORDS.get(node.status, node.status) for node in sources)
+    lines = ["", "## Source freshness", "", " · ".join(f"{word}: {count}" for word, count in sorted(counts.items()))]
+    unchecked = [node for node in sources if node.status == NodeStatus.RuntimeErr]
+    if unchecked:
+        names = ", ".join(f"`{node.name}`" for node in unchecked)
+        lines += ["", f"Not checked: {names} ({_cell(unchecked[0].message, limit=200)})."]
+    return lines
+
+
 def node_table(steps: Sequence[StepReport]) -> list[dict[str, object]]:
     """One row per node, answering "what failed, and what was slow": failures first, then skipped nodes, then
     the rest, slowest first in each. Status and duration lead (long test names would push them off a screen);
@@ -198,7 +225,7 @@ def render_timeline(
 ) -> str:
     """The run's timeline as SVG (prefect_flows.timeline): nodes by kind, the critical path outlined."""
     return timeline_chart.render_timeline(
-        [timeline_chart.StepNodes(step.name, step.result.nodes) for step in steps if step.result],
+        [timeline_chart.StepNodes(step.name, step.result.nodes, step.judged) for step in steps if step.result],
         lineage=lineage,
         critical=critical,
     )

@@ -61,10 +61,12 @@ _LINE_CHARACTERS = 140  # a subtitle line at most (about the chart's width)
 
 @dataclass(frozen=True)
 class StepNodes:
-    """One step of the run and the nodes dbt reported for it."""
+    """One step of the run and the nodes dbt reported for it; `judged`: whether a failed node fails the run (not
+    for source freshness, whose verdict is the environment's on_stale_source: drawn as a warning)."""
 
     name: str
     nodes: Sequence[NodeResult]
+    judged: bool = True
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class _Node:
     lane: str
     start: float | None
     end: float | None
+    judged: bool = True
 
     @property
     def unique_id(self) -> str:
@@ -84,7 +87,9 @@ class _Node:
     @property
     def status(self) -> str:
         """The legend's word for the node's status."""
-        if self.result.status == NodeStatus.Warn:
+        if self.result.status == NodeStatus.Warn or (
+            not self.judged and outcome_of(self.result.status) is NodeOutcome.FAILED
+        ):
             return "warned"
         return {NodeOutcome.PASSED: "passed", NodeOutcome.FAILED: "failed", NodeOutcome.SKIPPED: "skipped"}[
             outcome_of(self.result.status)
@@ -140,13 +145,20 @@ def svg_to_png(svg: str, scale: float = 1.0) -> bytes:
 def _placed(steps: Sequence[StepNodes], lineage: Lineage | None) -> list[_Node]:
     """Every node once (its last report), with times relative to the first node's start; a skipped node
     (dbt gives it no timing) at the moment the failure it follows ended."""
-    latest = {node.unique_id: (step.name, node) for step in steps for node in step.nodes}
+    latest = {node.unique_id: (step, node) for step in steps for node in step.nodes}
     timed = [node for _, node in latest.values() if node.started_at and node.completed_at]
     if not timed:
-        return [_Node(node, step, _lane(node), None, None) for step, node in latest.values()]
+        return [_Node(node, step.name, _lane(node), None, None, step.judged) for step, node in latest.values()]
     origin = min(node.started_at for node in timed if node.started_at)
     placed = [
-        _Node(node, step, _lane(node), _seconds(node.started_at, origin), _seconds(node.completed_at, origin))
+        _Node(
+            node,
+            step.name,
+            _lane(node),
+            _seconds(node.started_at, origin),
+            _seconds(node.completed_at, origin),
+            step.judged,
+        )
         for step, node in latest.values()
     ]
     failed_ends = {node.unique_id: node.end for node in placed if node.status == "failed" and node.end is not None}
@@ -180,7 +192,7 @@ def _dated_skip(
     run_end = max((high for _, high in bounds.values()), default=0.0)
     step_start, step_end = bounds.get(node.step, (run_end, run_end))
     at = max(max(causes), step_start) if causes else step_end
-    return _Node(node.result, node.step, node.lane, at, at)
+    return _Node(node.result, node.step, node.lane, at, at, node.judged)
 
 
 def _ancestors(unique_id: str, lineage: Lineage) -> set[str]:

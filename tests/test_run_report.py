@@ -46,7 +46,9 @@ from prefect_flows.run_report import (
     serve_docs_command,
     write_report,
 )
+from prefect_flows.timeline import StepNodes, timeline_spec
 from tests.prefect_api import prefect_client
+from tests.test_timeline import bars
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -164,6 +166,29 @@ def test_a_run_without_failure_has_no_failures_section() -> None:
     report = markdown((StepReport("seed", command("dbt seed --target dev", *SEEDS)),))
     assert "## Failures" not in report
     assert "**2 nodes** · success: 2 · node time 0.8 s" in report
+
+
+def test_sources_freshness_could_not_check_are_no_failures() -> None:
+    """A first run on an empty warehouse: the freshness step could not check its sources (tables not loaded yet).
+    Their verdict is the environment's on_stale_source, so they are not failures: a section says what was found."""
+    freshness = command(
+        "dbt source freshness --target dev",
+        node("source.shop.customers", "runtime error", message="Table with name raw_customers does not exist!"),
+        node("source.shop.orders", "error", message="ERROR STALE"),
+        node("source.shop.payments", "pass"),
+        success=False,
+    )
+    steps = (StepReport("source-freshness", freshness, judged=False), StepReport("seed", command("dbt seed", *SEEDS)))
+    report = markdown(steps)
+    assert "## Failures" not in report
+    assert "**2 nodes** · success: 2" in report  # the seeds: sources are not built
+    section = report.split("## Source freshness\n\n", 1)[1].split("\n\n## ", 1)[0]
+    assert section.splitlines()[0] == "fresh: 1 · not checked: 1 · past error_after: 1"
+    assert "Not checked: `customers` (Table with name raw_customers does not exist!)." in section
+    spec = timeline_spec([StepNodes(step.name, step.result.nodes, step.judged) for step in steps if step.result])
+    drawn = sorted(row["status"] for row in bars(spec))
+    # Not failures in the timeline either: the unchecked and the stale source are drawn as warnings.
+    assert drawn == ["passed", "passed", "passed", "warned", "warned"]
 
 
 def test_report_shows_bigquery_bytes_only_when_billed() -> None:
