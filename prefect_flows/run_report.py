@@ -163,7 +163,7 @@ _TABLE_ORDER = {NodeOutcome.FAILED: 0, NodeOutcome.SKIPPED: 1, NodeOutcome.PASSE
 
 
 # What a source's freshness status means (dbt's words: pass, warn, error, runtime error).
-_FRESHNESS_WORDS = {
+_FRESHNESS_WORDS: dict[str, str] = {
     NodeStatus.Pass: "fresh",
     NodeStatus.Warn: "past warn_after",
     NodeStatus.Error: "past error_after",
