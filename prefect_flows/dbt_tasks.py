@@ -266,7 +266,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult |
     callbacks: list[EventCallback] = [forward]
     reporter = None
     if step.runs_nodes and task_run.flow_run_id is not None:
-        reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count)
+        reporter = NodeRunReporter(task_run.flow_run_id, task_run.id, step.name, task_run.run_count, invocation)
     if reporter is not None:
         callbacks.append(reporter)
     timeout, limit = invocation.limits.for_next_step()

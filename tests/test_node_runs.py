@@ -8,16 +8,20 @@ that do not carry the step's Prefect context. The sequences are dbt's: a node ru
 NodeFinished), is skipped after an upstream failure (NodeStart, SkippingDetails, NodeFinished
 "skipped"), or is skipped by fail-fast before it started (SkippingDetails alone).
 
+Each node also gets dbt's lines about it (`LogStartLine`, its result line, built by dbt's own event
+classes at the level dbt fires them) and, at its end, a summary: the log lines of its own page.
+
 The task runs go to the session's real Prefect server. One real flow run runs one real task, the
 step `dbt-run`, which makes its reporter as `run_dbt_step` does (from its own task run), feeds it the
 events, reconciles it with dbt's results, and then plays a second attempt of the step; the tests read
-back the task runs the server recorded, which is what the UI shows. Only `final_state_type` is tested
+back the task runs and log lines the server recorded, which is what the UI shows. Only `final_state_type` is tested
 without the server.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,19 +34,36 @@ import pytest
 from dbt.artifacts.resources.base import FileHash
 from dbt.artifacts.schemas.run import RunResult
 from dbt.contracts.graph.nodes import ModelNode, SeedNode, SingularTestNode
-from dbt.events.types import NodeFinished, NodeStart, SkippingDetails
-from dbt_common.events.base_types import BaseEvent, msg_from_base_event
+from dbt.events.types import (
+    JinjaLogInfo,
+    LogModelResult,
+    LogSeedResult,
+    LogStartLine,
+    LogTestResult,
+    NodeFinished,
+    NodeStart,
+    RunResultError,
+    SkippingDetails,
+)
+from dbt_common.events.base_types import BaseEvent, EventLevel, msg_from_base_event
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import StateType, TaskRun
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterTaskRunId,
+)
+from prefect.client.schemas.objects import Log, StateType, TaskRun
 from prefect.context import TaskRunContext
 from prefect.events.worker import EventsWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.dbt_invocation import NodeResult
-from dbt_pipeline.node_status import NodeStatus
-from prefect_flows.node_runs import RUNNING_AFTER_SECONDS, NodeRunReporter, final_state_type
+from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
+from prefect_flows.node_runs import NODE_LOGGER, RUNNING_AFTER_SECONDS, NodeRunReporter, final_state_type
 from tests.prefect_api import PAGE, every_page, prefect_client
 
 # What each dbt status must look like in Prefect, written out rather than read from the module: a
@@ -147,7 +168,8 @@ class Case:
         )
 
 
-RAN = ("NodeStart", "NodeFinished")
+# A node dbt runs: it starts, prints its START line, prints its result line, finishes.
+RAN = ("NodeStart", "LogStartLine", "LogResultLine", "NodeFinished")
 TEST_STATUSES = {NodeStatus.Pass, NodeStatus.Fail, NodeStatus.Warn}
 
 
@@ -183,6 +205,16 @@ FINISH_MISSED = Case("model", "finish_missed", ("NodeStart",), "success", "OK", 
 NO_EVENT = Case("model", "no_event", (), "success", "OK")
 TEST_NO_EVENT = Case("test", "unique_orders_id", (), "fail", "Got 3 results, configured to fail if != 0", failures=3)
 RESULT_DISAGREES = Case("model", "results_win", RAN, "error", "Database Error: relation gone", event_status="success")
+# A model whose SQL calls `log()`: dbt prints that line about the node as it runs.
+LOGS_A_LINE = Case("model", "logs_a_line", ("NodeStart", "LogStartLine", "JinjaLogInfo", *RAN[2:]), "success")
+# A model whose SQL is wrong: after the run dbt repeats its error in its verdict (RunResultError).
+BROKEN_SQL = Case(
+    "model",
+    "broken_sql",
+    (*RAN, "RunResultError"),
+    "error",
+    'Runtime Error in model broken_sql (models/broken_sql.sql)\n  Binder Error: Referenced column "nope" not found',
+)
 # The node the second attempt of the step reruns (with `dbt retry`), and succeeds.
 RETRIED = STATUS_CASES[NodeStatus.Error]
 
@@ -196,14 +228,29 @@ CASES = (
     NO_EVENT,
     TEST_NO_EVENT,
     RESULT_DISAGREES,
+    BROKEN_SQL,
+    LOGS_A_LINE,
 )
 
 
 def _dbt_event(case: Case, name: str, node: ModelNode | SeedNode | SingularTestNode, status: str | None = None) -> Any:
-    """The message a dbt callback receives, built as dbt's `call_runner` and `on_skip` build it."""
+    """The message a dbt callback receives, built as dbt's `call_runner`, `on_skip` and `print_result_line` build it."""
+    status = status or case.event_status or case.status or ""
+    failed = outcome_of(status) is NodeOutcome.FAILED
     event: BaseEvent
     if name == "NodeStart":
         event = NodeStart(node_info=node.node_info)
+    elif name == "LogStartLine":
+        event = LogStartLine(
+            description=f"{case.kind} {case.name}", index=1, total=len(CASES), node_info=node.node_info
+        )
+    elif name == "LogResultLine":  # dbt's line for the node's result, at ERROR when it failed
+        level = EventLevel.ERROR if failed else EventLevel.INFO
+        return msg_from_base_event(_result_line(case, node, status), level=level)
+    elif name == "JinjaLogInfo":  # `{{ log("...", info=True) }}` in the node's SQL
+        event = JinjaLogInfo(msg=f"{case.name} read 3 late orders", node_info=node.node_info)
+    elif name == "RunResultError":  # dbt's end-of-run verdict on a failed node
+        return msg_from_base_event(RunResultError(msg=case.message, node_info=node.node_info, group=None))
     elif name == "SkippingDetails":
         event = SkippingDetails(
             resource_type=case.kind,
@@ -216,7 +263,7 @@ def _dbt_event(case: Case, name: str, node: ModelNode | SeedNode | SingularTestN
         )
     else:
         result = RunResult(
-            status=status or case.event_status or case.status,  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
             timing=[],
             thread_id=threading.current_thread().name,
             execution_time=0.25,
@@ -228,6 +275,18 @@ def _dbt_event(case: Case, name: str, node: ModelNode | SeedNode | SingularTestN
         )
         event = NodeFinished(node_info=node.node_info, run_result=result.to_msg_dict())  # type: ignore[no-untyped-call]
     return msg_from_base_event(event)
+
+
+def _result_line(case: Case, node: ModelNode | SeedNode | SingularTestNode, status: str) -> BaseEvent:
+    """dbt's result line for a node ("1 of 9 OK created sql table model ..."), per type as dbt prints it."""
+    common: dict[str, Any] = {"status": status, "index": 1, "execution_time": 0.25, "node_info": node.node_info}
+    if case.kind == "test":
+        return LogTestResult(name=case.name, num_models=1, num_failures=case.failures or 0, **common)
+    if case.kind == "seed":
+        return LogSeedResult(
+            result_message=case.message, total=len(CASES), schema=node.schema, relation=case.name, **common
+        )
+    return LogModelResult(description=f"sql table model {node.schema}.{case.name}", total=len(CASES), **common)
 
 
 def _run_nodes(reporter: NodeRunReporter, cases: tuple[Case, ...], status: str | None = None) -> None:
@@ -278,6 +337,7 @@ class Recorded:
     step_run: StepRun
     runs: dict[UUID, TaskRun]  # every task run of the flow run (the step's and the nodes'), by id
     behind: tuple[UUID, ...]  # node runs whose last state the server had not recorded in time
+    logs: tuple[Log, ...]  # every log line of the flow run, in time order
 
     def attempt(self, number: int) -> dict[str, TaskRun]:
         """The recorded node runs of the step's attempt `number`, by unique id."""
@@ -288,6 +348,10 @@ class Recorded:
         run = self.attempt(1).get(case.unique_id)
         assert run is not None, f"the server recorded no task run for {case.unique_id}"
         return run
+
+    def page(self, run: TaskRun) -> list[Log]:
+        """The log lines a task run's page shows: those carrying its id."""
+        return [log for log in self.logs if log.task_run_id == run.id]
 
 
 def _read_recorded(prefect_api: str, step_run: StepRun) -> Recorded:
@@ -309,8 +373,14 @@ def _read_recorded(prefect_api: str, step_run: StepRun) -> Recorded:
                 if getattr(runs.get(run_id), "state_id", None) != state_id
             )
             if not behind or time.monotonic() > deadline:
-                return Recorded(step_run, runs, behind)
+                return Recorded(step_run, runs, behind, _logs_of(client, step_run.flow_run_id))
             time.sleep(0.2)
+
+
+def _logs_of(client: SyncPrefectClient, flow_run_id: UUID) -> tuple[Log, ...]:
+    """Every log line of a flow run, in time order (the reporter flushed them before the step returned)."""
+    only_its_logs = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+    return tuple(every_page(lambda offset: client.read_logs(log_filter=only_its_logs, limit=PAGE, offset=offset)))
 
 
 @pytest.fixture(scope="module")
@@ -443,6 +513,87 @@ def test_nothing_is_left_running_after_reconcile(recorded: Recorded) -> None:
     assert not not_final
 
 
+# What the node's page shows: its own lines (test_node_assets.py checks them on a real dbt run too).
+SUMMARY_LEVEL = {
+    **dict.fromkeys([NodeStatus.Success, NodeStatus.Pass, NodeStatus.NoOp, NodeStatus.Skipped], logging.INFO),
+    NodeStatus.Warn: logging.WARNING,
+    **dict.fromkeys([NodeStatus.Error, NodeStatus.Fail, NodeStatus.RuntimeErr, NodeStatus.PartialSuccess],
+                    logging.ERROR),
+}  # fmt: skip
+
+
+def test_a_node_page_ends_with_dbt_result_line_and_its_summary(recorded: Recorded) -> None:
+    """A seed's page: one line, dbt's OK line for it then its status, step, message and rows, on its own task run
+    (and flow run), under dbt's logger name. It ran fast: dbt's START line would tell nothing its times do not."""
+    (line,) = recorded.page(recorded.node(SEED_WITH_ROWS))
+    result, *summary = line.message.splitlines()
+    assert "OK loaded seed file analytics.raw_orders" in result
+    assert "INSERT 42" in result
+    assert summary == ["success (dbt step run)", "INSERT 42; rows affected: 42"]
+    assert (line.level, line.name, line.flow_run_id) == (logging.INFO, NODE_LOGGER, recorded.step_run.flow_run_id)
+
+
+def test_a_failed_node_page_shows_its_error_once(recorded: Recorded) -> None:
+    """A model that failed: its ERROR line and its error text, at ERROR; dbt's end-of-run verdict repeats that
+    error for the step, and stays off the node's page."""
+    page = recorded.page(recorded.node(BROKEN_SQL))
+    assert [log.level for log in page] == [logging.ERROR]
+    result, status, *error = page[0].message.splitlines()
+    assert "ERROR creating sql table model analytics.broken_sql" in result
+    assert status == "error (dbt step run)"
+    assert "\n".join(error) == BROKEN_SQL.message
+
+
+def test_what_else_dbt_says_about_a_node_is_on_its_page_first(recorded: Recorded) -> None:
+    """A line dbt prints about a node while it runs (a `log()` call in its SQL) is on the node's page, before
+    its last line."""
+    first, last = (log.message for log in recorded.page(recorded.node(LOGS_A_LINE)))
+    assert first == "logs_a_line read 3 late orders"
+    assert "success (dbt step run)" in last.splitlines()
+
+
+@pytest.mark.parametrize("status", list(NodeStatus), ids=str)
+def test_a_node_last_line_says_its_status_at_its_level(recorded: Recorded, status: NodeStatus) -> None:
+    """The last line of each node's page names its dbt status and step, at INFO, WARNING for a test that warns,
+    ERROR for a failure: a user filtering the page on errors sees the failed nodes' errors."""
+    last = recorded.page(recorded.node(STATUS_CASES[status]))[-1]
+    assert f"{status} (dbt step run)" in last.message.splitlines()
+    assert last.level == SUMMARY_LEVEL[status]
+
+
+def test_a_node_skipped_before_it_started_shows_why_on_its_page(recorded: Recorded) -> None:
+    """Skipped by fail-fast (SkippingDetails alone): dbt's SKIP line and the status, nothing else."""
+    (line,) = recorded.page(recorded.node(SKIPPED_BY_FAIL_FAST))
+    skip, status = line.message.splitlines()
+    assert "SKIP relation analytics.never_started" in skip
+    assert status == "skipped (dbt step run)"
+
+
+def test_a_node_skipped_after_it_started_ends_once(recorded: Recorded, prefect_api: str) -> None:
+    """dbt says a skipped node's end twice (SkippingDetails, then NodeFinished "skipped"): one final state, one
+    last line."""
+    run = recorded.node(STATUS_CASES[NodeStatus.Skipped])
+    assert _state_history(prefect_api, run.id) == ["Skipped"]
+    (line,) = recorded.page(run)
+    assert "SKIP relation analytics.status_skipped" in line.message
+
+
+def test_a_node_dbt_only_named_in_its_results_still_gets_its_summary(recorded: Recorded) -> None:
+    """No event, only a result (reconcile): the page still says how the test ended and how many rows failed."""
+    (summary,) = recorded.page(recorded.node(TEST_NO_EVENT))
+    assert summary.message == f"fail (dbt step run)\n{TEST_NO_EVENT.message}; failing rows: 3"
+    assert summary.level == logging.ERROR
+
+
+def test_every_line_of_the_reporter_is_on_a_node_page(recorded: Recorded) -> None:
+    """The reporter sends no line to the step's page (its logger has dbt's lines already) nor one without a node."""
+    nodes = {run.id for attempt in recorded.step_run.attempts for run in attempt.values()}
+    ours = [log for log in recorded.logs if log.name == NODE_LOGGER]
+    assert {log.task_run_id for log in ours} == nodes
+    retried = recorded.attempt(2)[RETRIED.unique_id]
+    assert "success (dbt step run, attempt 2)" in recorded.page(retried)[-1].message.splitlines()
+
+
 def _state_history(prefect_api: str, run_id: UUID) -> list[str | None]:
     with prefect_client(prefect_api) as client:
         states = client.read_task_run_states(run_id)
@@ -471,6 +622,7 @@ def slow_node_step(prefect_api: str) -> tuple[list[str | None], UUID]:
     node = _node(case.kind, case.name)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="Thread") as pool:  # dbt's thread, without context
         pool.submit(reporter, _dbt_event(case, "NodeStart", node)).result()
+        pool.submit(reporter, _dbt_event(case, "LogStartLine", node)).result()
     time.sleep(RUNNING_AFTER_SECONDS * 1.5)
     EventsWorker.instance().wait_until_empty()
     (run,) = reporter.task_runs.values()
@@ -500,3 +652,9 @@ def test_a_slow_node_is_shown_running_while_it_runs(prefect_api: str) -> None:
     while (after := _state_history(prefect_api, run_id)) != ["Running", "Success"] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert after == ["Running", "Success"]
+    # Its page: dbt's START line, sent when the node was shown Running, then its last line.
+    with prefect_client(prefect_api) as client:
+        page = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[run_id])))
+    assert len(page) == 2
+    assert "START model slow_model" in page[0].message
+    assert "success (dbt step run)" in page[1].message.splitlines()
