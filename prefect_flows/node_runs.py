@@ -94,6 +94,11 @@ NODE_LOGGER = "dbt"  # the logger name the node's lines show in the UI
 LOG_FLUSH_SECONDS = 30.0  # at most this long at the end of a step to hand the node's lines to the API
 
 
+# A node's final state is named as Prefect names the type, so that the UI's States filter (which filters
+# on names: Completed, Failed, Cancelled) finds the nodes; dbt's own status opens the state's message.
+_STATE_NAMES = {StateType.COMPLETED: "Completed", StateType.FAILED: "Failed", StateType.CANCELLED: "Cancelled"}
+
+
 def final_state_type(status: str) -> StateType:
     """The Prefect state type of a node that ended with dbt status `status`."""
     return _FINAL_STATE_TYPES[outcome_of(status)]
@@ -279,7 +284,9 @@ class NodeRunReporter:
     ) -> None:
         """Move the node to its final state; `then`: right away, send its last line and its asset (`_ended`)."""
         run.final_status = status
-        run.set_state(final_state_type(status), status.title(), message, at=at)
+        state_type = final_state_type(status)
+        said = f"{status}: {message}" if message else str(status)
+        run.set_state(state_type, _STATE_NAMES[state_type], said, at=at)
         if then:
             self._ended(run, status, message)
 

@@ -188,9 +188,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, prefect_home
 def test_the_run_built_and_failed_what_the_project_says(run: Run) -> None:
     """The premise: every node ran as planned, `broken` failed and `after_broken` was skipped."""
     states = {node.name: node.state_name for node in run.nodes.values()}
-    assert (states["broken"], states["after_broken"]) == ("Error", "Skipped")
-    assert {states[unique_id.split(".")[-1]] for unique_id in BUILT} == {"Success"}
-    assert {state for name, state in states.items() if name.startswith(("not_null", "unique"))} == {"Pass"}
+    assert (states["broken"], states["after_broken"]) == ("Failed", "Cancelled")
+    assert {states[unique_id.split(".")[-1]] for unique_id in BUILT} == {"Completed"}
+    assert {state for name, state in states.items() if name.startswith(("not_null", "unique"))} == {"Completed"}
 
 
 def test_each_built_model_seed_and_snapshot_is_one_materialization(run: Run) -> None:

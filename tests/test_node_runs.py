@@ -425,11 +425,14 @@ def test_each_node_is_one_task_run_named_after_it_under_its_step(recorded: Recor
 
 @pytest.mark.parametrize("status", list(NodeStatus), ids=str)
 def test_a_node_ends_in_the_state_of_its_dbt_status(recorded: Recorded, status: NodeStatus) -> None:
-    """A node dbt ran to the end (or skipped after starting it) ends in its status's state, named after it."""
+    """A node dbt ran to the end (or skipped after starting it) ends in its status's state, named as Prefect names
+    the type (the UI's States filter finds it by that name); dbt's status opens the state's message."""
     run = recorded.node(STATUS_CASES[status])
     assert run.state_type is EXPECTED_STATE.get(status), run.state
-    assert run.state_name is not None
-    assert run.state_name.lower() == status
+    assert run.state_type is not None
+    assert run.state_name == run.state_type.value.title()
+    assert run.state is not None
+    assert (run.state.message or "").startswith(str(status)), run.state.message
     assert run.start_time is not None  # dbt started it: the user sees when
     assert run.end_time is not None
     assert run.end_time >= run.start_time
@@ -438,7 +441,7 @@ def test_a_node_ends_in_the_state_of_its_dbt_status(recorded: Recorded, status: 
 def test_a_node_skipped_before_it_started_is_cancelled_and_never_ran(recorded: Recorded) -> None:
     """dbt's fail-fast skips the nodes it had not started (SkippingDetails alone): Cancelled, no start."""
     run = recorded.node(SKIPPED_BY_FAIL_FAST)
-    assert (run.state_type, run.state_name) == (StateType.CANCELLED, "Skipped")
+    assert (run.state_type, run.state_name) == (StateType.CANCELLED, "Cancelled")
     assert run.start_time is None
     assert run.run_count == 0
 
@@ -455,44 +458,44 @@ def test_a_node_started_without_result_fails_saying_so(recorded: Recorded) -> No
 def test_reconcile_ends_a_node_whose_finish_event_was_missed(recorded: Recorded) -> None:
     """Started, its NodeFinished never seen, in dbt's results as success: Completed, with its rows."""
     run = recorded.node(FINISH_MISSED)
-    assert (run.state_type, run.state_name) == (StateType.COMPLETED, "Success")
+    assert (run.state_type, run.state_name) == (StateType.COMPLETED, "Completed")
     assert run.state is not None
-    assert run.state.message == "OK; rows affected: 7"
+    assert run.state.message == "success: OK; rows affected: 7"
 
 
 def test_reconcile_adds_the_nodes_dbt_sent_no_event_for(recorded: Recorded) -> None:
     """A node only dbt's results name still gets its task run, with the test's count of failing rows."""
     ran = recorded.node(NO_EVENT)
-    assert (ran.state_type, ran.state_name) == (StateType.COMPLETED, "Success")
+    assert (ran.state_type, ran.state_name) == (StateType.COMPLETED, "Completed")
     failing = recorded.node(TEST_NO_EVENT)
-    assert (failing.state_type, failing.state_name) == (StateType.FAILED, "Fail")
+    assert (failing.state_type, failing.state_name) == (StateType.FAILED, "Failed")
     assert failing.state is not None
-    assert failing.state.message == "Got 3 results, configured to fail if != 0; failing rows: 3"
+    assert failing.state.message == "fail: Got 3 results, configured to fail if != 0; failing rows: 3"
 
 
 def test_dbt_results_win_over_the_event(recorded: Recorded) -> None:
     """When dbt's results (run_results.json) say otherwise than the node's NodeFinished, the results win."""
     run = recorded.node(RESULT_DISAGREES)
-    assert (run.state_type, run.state_name) == (StateType.FAILED, "Error")
+    assert (run.state_type, run.state_name) == (StateType.FAILED, "Failed")
     assert run.state is not None
     assert "relation gone" in (run.state.message or "")
 
 
 def test_the_message_says_how_many_rows_a_node_wrote(recorded: Recorded) -> None:
-    """dbt's message, then the rows affected when the adapter counted them."""
+    """dbt's status and message, then the rows affected when the adapter counted them."""
     seed = recorded.node(SEED_WITH_ROWS)
     assert seed.state is not None
-    assert seed.state.message == "INSERT 42; rows affected: 42"
+    assert seed.state.message == "success: INSERT 42; rows affected: 42"
     error = recorded.node(STATUS_CASES[NodeStatus.Error])
     assert error.state is not None
-    assert error.state.message == "dbt says error"  # no count when the adapter gave none
+    assert error.state.message == "error: dbt says error"  # no count when the adapter gave none
 
 
 def test_an_unknown_row_count_is_not_shown_as_rows_affected(recorded: Recorded) -> None:
     """dbt-postgres says -1 rows for a view (psycopg2's "unknown"): the message must not claim -1 rows."""
     view = recorded.node(VIEW_ROWS_UNKNOWN)
     assert view.state is not None
-    assert view.state.message == "CREATE VIEW"
+    assert view.state.message == "success: CREATE VIEW"
 
 
 def test_a_retried_step_gets_a_task_run_per_attempt(recorded: Recorded) -> None:
@@ -573,7 +576,7 @@ def test_a_node_skipped_after_it_started_ends_once(recorded: Recorded, prefect_a
     """dbt says a skipped node's end twice (SkippingDetails, then NodeFinished "skipped"): one final state, one
     last line."""
     run = recorded.node(STATUS_CASES[NodeStatus.Skipped])
-    assert _state_history(prefect_api, run.id) == ["Skipped"]
+    assert _state_history(prefect_api, run.id) == ["Cancelled"]
     (line,) = recorded.page(run)
     assert "SKIP relation analytics.status_skipped" in line.message
 
@@ -604,7 +607,7 @@ def test_a_fast_node_is_one_event_carrying_its_start_and_run_time(recorded: Reco
     """A node that finished within RUNNING_AFTER_SECONDS: one state on the server (its final one), yet its
     start, end and run time are dbt's, and it is listed among task runs (expected start time set)."""
     run = recorded.node(STATUS_CASES[NodeStatus.Success])
-    assert _state_history(prefect_api, run.id) == ["Success"]
+    assert _state_history(prefect_api, run.id) == ["Completed"]
     assert run.start_time is not None
     assert run.end_time is not None
     assert run.run_count == 1
@@ -649,9 +652,9 @@ def test_a_slow_node_is_shown_running_while_it_runs(prefect_api: str) -> None:
         EventsWorker.drain_all(timeout=30)
     assert while_running == ["Running"]
     deadline = time.monotonic() + RECORDED_WITHIN
-    while (after := _state_history(prefect_api, run_id)) != ["Running", "Success"] and time.monotonic() < deadline:
+    while (after := _state_history(prefect_api, run_id)) != ["Running", "Completed"] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert after == ["Running", "Success"]
+    assert after == ["Running", "Completed"]
     # Its page: dbt's START line, sent when the node was shown Running, then its last line.
     with prefect_client(prefect_api) as client:
         page = client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[run_id])))

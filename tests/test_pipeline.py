@@ -36,7 +36,10 @@ def assert_nodes_mirror_run_results(runs: list[TaskRun], run_dir: Path, node_ste
             run = mirrored[unique_id]
             assert run.state_name is not None
             assert run.state_type is not None
-            assert (run.state_name.lower(), run.state_type.value) == (status, STATE_TYPE_OF_STATUS[status]), unique_id
+            assert run.state_type.value == STATE_TYPE_OF_STATUS[status], unique_id
+            assert run.state_name == run.state_type.value.title(), unique_id  # the UI's States filter finds it
+            assert run.state is not None
+            assert (run.state.message or "").startswith(status), unique_id
             assert run.name in unique_id.split("."), (run.name, unique_id)
     assert not [run for run in runs if run.state_type is None or run.state_type.value in ("RUNNING", "PENDING")]
 
@@ -145,7 +148,7 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert run_step.run_count == 1
     nodes = {node_unique_id(run): run for run in node_runs(runs, run_step)}
     broken = nodes["model.shop_analytics.broken_revenue"]
-    assert (broken.state_name, broken.state_type.value if broken.state_type else None) == ("Error", "FAILED")
+    assert (broken.state_name, broken.state_type.value if broken.state_type else None) == ("Failed", "FAILED")
     assert broken.state is not None
     assert "no_such_table" in (broken.state.message or "")
     assert not [run for run in runs if run.state_type is None or run.state_type.value in ("RUNNING", "PENDING")]

@@ -195,12 +195,8 @@ def test_the_failed_model_is_found_by_its_state_type(runs: Runs) -> None:
     assert {run.name for run in skipped} == SKIPPED
 
 
-@pytest.mark.xfail(
-    reason="a node's state is named after dbt's status ('Error', 'Skipped', 'Success'): the UI's States filter "
-    "offers Prefect's names ('Failed', 'Cancelled', 'Completed') and finds no node",
-    strict=True,
-)
 def test_the_task_runs_tab_state_filter_failed_finds_the_failed_model(runs: Runs) -> None:
+    """The UI's States filter filters on state names: a node's final state is named as Prefect names its type."""
     failed = runs_page_task_runs(runs.api, tags={"all_": ["dbt:model"]}, state={"name": {"any_": ["Failed"]}})
     assert BROKEN_MODEL in {run["name"] for run in failed}
 
