@@ -37,6 +37,7 @@ from prefect.context import TaskRunContext
 from prefect.states import Failed
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
+from dbt_pipeline.dbt_events import LOG_LEVELS, RESULT_EVENTS
 from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, NodeResult, invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.errors import DbtRunError, StaleSourcesError, TransientDbtRunError
@@ -45,16 +46,10 @@ from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.settings import RunMode
 from prefect_flows.node_runs import NodeRunReporter
 
-# dbt's event levels, as Python logging levels; "debug" events stay in dbt's own log file.
-_LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-# dbt's line per node result ("1 of 28 OK created sql table model main.orders ....... [OK in 0.12s]"): one
-# compact progress line each (`[1/28] ok     orders  0.12 s`), at the level dbt gives it; dbt's own line at DEBUG.
-_RESULT_EVENTS = frozenset(
-    {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult", "LogNodeNoOpResult",
-     "LogFreshnessResult", "SkippingDetails"}
-)  # fmt: skip
+# dbt's result events (dbt_pipeline.dbt_events): one compact progress line each (`[1/28] ok     orders  0.12 s`),
+# at the level dbt gives it; dbt's own line at DEBUG.
 # dbt's lines per node: DEBUG (the node's progress line says when it ended, its result).
-_PER_NODE_EVENTS = frozenset({"LogStartLine"}) | _RESULT_EVENTS
+_PER_NODE_EVENTS = frozenset({"LogStartLine"}) | RESULT_EVENTS
 # dbt's banner, the same for every command of a run ("Running with dbt=", "Registered adapter", "Found 28
 # models, ...", "Concurrency: 1 threads"): said by the first step that prints each line, DEBUG afterwards.
 _BANNER_EVENTS = frozenset({"MainReportVersion", "AdapterRegistered", "FoundStats", "ConcurrencyLine"})
@@ -72,9 +67,9 @@ REPEATED_AT_THE_END = "repeated_at_the_end"
 _INTERRUPTION_EVENTS = frozenset({"MainEncounteredError", "MainStackTrace"})
 # dbt's status of a node result event, in a word; any other is the adapter's message of a success ("OK",
 # "INSERT 42", "CREATE TABLE (10.0 rows, 1.2 KiB processed)"), which reads "ok".
-_STATUS_WORDS = {
-    "error": "error", "runtime error": "error", "fail": "fail", "warn": "warn", "pass": "pass", "skipped": "skip",
-    "no-op": "no-op",
+_STATUS_WORDS: dict[str, str] = {
+    NodeStatus.Error: "error", NodeStatus.RuntimeErr: "error", NodeStatus.Fail: "fail", NodeStatus.Warn: "warn",
+    NodeStatus.Pass: "pass", NodeStatus.Skipped: "skip", NodeStatus.NoOp: "no-op", NodeStatus.PartialSuccess: "partial",
 }  # fmt: skip
 
 
@@ -405,8 +400,8 @@ class _Forwarder:
 
     def __call__(self, event: EventMsg) -> None:
         name = event.info.name
-        if name in _RESULT_EVENTS:
-            level = logging.DEBUG if self.verdict_elsewhere else _LOG_LEVELS.get(event.info.level, logging.INFO)
+        if name in RESULT_EVENTS:
+            level = logging.DEBUG if self.verdict_elsewhere else LOG_LEVELS.get(event.info.level, logging.INFO)
             # Not sent to the API: in the UI each node is a task run of the step, with its own lines.
             self._log(level, progress_line(event), extra={"send_to_api": False})
         self._forward(event)
@@ -418,7 +413,7 @@ class _Forwarder:
 
     def _forward(self, event: EventMsg) -> None:
         info = event.info
-        level = _LOG_LEVELS.get(info.level)
+        level = LOG_LEVELS.get(info.level)
         if level is None or not info.msg:  # type: ignore[attr-defined]  # protobuf field, no stub
             return
         repeated = {REPEATED_AT_THE_END: True} if _said_again_at_the_end(event) else None
@@ -461,8 +456,7 @@ def progress_line(event: EventMsg) -> str:
 
 
 def _status_word(status: str) -> str:
-    lowered = status.lower()
-    return "partial" if "partial success" in lowered else _STATUS_WORDS.get(lowered, "ok")
+    return _STATUS_WORDS.get(status.lower(), "ok")
 
 
 def _said_again_at_the_end(event: EventMsg) -> bool:

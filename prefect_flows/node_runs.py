@@ -52,6 +52,7 @@ from prefect.settings import get_current_settings
 from prefect.utilities.engine import emit_task_run_state_change_event
 
 from dbt_pipeline.dbt_arguments import DbtInvocation
+from dbt_pipeline.dbt_events import LOG_LEVELS, RESULT_EVENTS
 from dbt_pipeline.dbt_invocation import NodeResult
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from prefect_flows.node_assets import materialization_events
@@ -70,14 +71,9 @@ _FINAL_STATE_TYPES = {
 
 # The dbt events that move a node's task run from one state to the next.
 _STATE_EVENTS = frozenset({"NodeStart", "NodeFinished", "SkippingDetails"})
-# dbt's levels of the lines a node's page shows; its debug lines (SQL, connections) stay in dbt's log file.
-_LOG_LEVELS = {"info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
-# dbt's line for a node's start and for its result: kept for the node's last line (see the module's doc).
+# dbt's line for a node's start; its result lines (dbt_pipeline.dbt_events) are kept for the node's last line
+# (see the module's doc). dbt's debug lines (SQL, connections) stay in dbt's log file.
 _START_LINE = "LogStartLine"
-_RESULT_LINES = frozenset(
-    {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult", "LogNodeResult", "LogNodeNoOpResult",
-     "LogFreshnessResult", "SkippingDetails"}
-)  # fmt: skip
 # dbt's end-of-run verdict on a failed node (its error, where its compiled SQL is): the node's own
 # last line says the same as soon as the node ends, so these stay on the step's page only.
 _VERDICT_EVENTS = frozenset(
@@ -197,13 +193,13 @@ class NodeRunReporter:
     def __call__(self, event: EventMsg) -> None:
         """Handle one dbt event (called from dbt's threads) inside the step's run context."""
         info = event.info
-        if info.name in _STATE_EVENTS or (self._logs_to_api and info.level in _LOG_LEVELS):
+        if info.name in _STATE_EVENTS or (self._logs_to_api and info.level in LOG_LEVELS):
             self._context.copy().run(self._handle, event)
 
     def _handle(self, event: EventMsg) -> None:
         name = event.info.name
         at = event.info.ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined]  # protobuf: dbt's own time
-        if self._logs_to_api and event.info.level in _LOG_LEVELS and name not in _VERDICT_EVENTS:
+        if self._logs_to_api and event.info.level in LOG_LEVELS and name not in _VERDICT_EVENTS:
             self._log_node_line(event, at)  # before the state: a node's summary is the last line of its page
         if name == "NodeStart":
             self._start(event.data.node_info, at)
@@ -362,10 +358,10 @@ class NodeRunReporter:
             return
         if name == _START_LINE:
             run.start_line = (message, at)
-        elif name in _RESULT_LINES:
+        elif name in RESULT_EVENTS:
             run.result_line = message
         else:
-            self._log(run, _LOG_LEVELS[event.info.level], message, at)
+            self._log(run, LOG_LEVELS[event.info.level], message, at)
 
     def _log_start_line(self, run: _NodeRun) -> None:
         """Send the START line dbt printed for a node now shown Running, at the time dbt printed it."""
