@@ -35,7 +35,7 @@ class DbtInvocation:
     @property
     def target_path(self) -> Path:
         """The folder of this target's dbt artifacts (manifest.json, run_results.json): one per target."""
-        return self.project.path / "target" / self.target
+        return self.project.target_path(self.target)
 
     def args(self, command: Sequence[str], *, target_path: str | None = "") -> list[str]:
         """The full argument list for `dbt <command>` in this run.

@@ -29,6 +29,10 @@ class DbtProject:
     profile: str
     has_packages: bool
 
+    def target_path(self, target: str) -> Path:
+        """The folder of a target's dbt artifacts (manifest.json, run_results.json, its runs): one per target."""
+        return self.path / "target" / target
+
     @property
     def package_files(self) -> tuple[Path, ...]:
         """The files declaring its packages (packages.yml, dependencies.yml), for messages that say where to fix."""

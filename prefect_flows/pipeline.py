@@ -96,7 +96,7 @@ class RunPlan:
     @property
     def target_path(self) -> Path:
         """The target's dbt folder (as `DbtInvocation.target_path`), where its last run is recorded."""
-        return self.project.path / "target" / self.target
+        return self.project.target_path(self.target)
 
 
 def prepare_run(
