@@ -9,14 +9,17 @@ Prefect Variable `dbt-target-{target}-holder`, which lives in the server's datab
 
 A run that finds the target taken reads that record. The holder is gone when its flow run has
 ended, when its heartbeat is older than the environment's `takeover_after_seconds`, or when no run
-has claimed the slot for that long (a lease the server lost). The waiting run then takes the slot over, and
-marks a holder that Prefect still shows as running Crashed. Prefect's API has no compare-and-set, so
-a take-over is claimed first (the waiter writes itself as holder, waits a moment and reads back):
-of two waiters that see the same dead holder, one goes on and the other waits again.
+has claimed the slot for that long (a lease the server lost). The waiting run then takes the slot over:
+it ends the dead holder's lease if the server still has it (otherwise the server would expire it later
+and free the slot under the next holder), else resets the slot, and marks a holder that Prefect still
+shows as running Crashed. Of several waiting runs that find the same dead holder only one may take
+over; Prefect's API has no compare-and-set, but a Variable's name is unique, so the claim is the
+creation of a Variable named after the dead holder: one creation succeeds, the others get 409.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -30,7 +33,7 @@ from uuid import UUID
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Crashed
 
@@ -40,7 +43,6 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 WAITING_REPORT_EVERY_SECONDS = 60.0
 PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration (422)
-CLAIM_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
 
@@ -90,21 +92,31 @@ def holder_variable(target: str) -> str:
     return f"{target_concurrency_limit(target)}-holder"
 
 
+def claim_variable(target: str, gone: Holder | None, attempt: int) -> str:
+    """The Prefect Variable whose creation claims the take-over of `target` from `gone` (None: a slot no
+    run has claimed). Numbered, so that a claim whose run died before taking over does not block forever."""
+    subject = gone.flow_run_id if gone is not None else "unclaimed"
+    return f"{target_concurrency_limit(target)}-takeover-{subject}-{attempt}"
+
+
 @dataclass(frozen=True)
 class Holder:
-    """The run that holds (or claims) a target's slot, and when it last said it was alive."""
+    """The run that holds (or claims) a target's slot, when it last said it was alive, and its lease."""
 
     flow_run_id: UUID
     heartbeat_at: datetime
+    lease_id: UUID | None = None
 
     def to_value(self) -> dict[str, str]:
-        return {"flow_run_id": str(self.flow_run_id), "heartbeat_at": self.heartbeat_at.isoformat()}
+        value = {"flow_run_id": str(self.flow_run_id), "heartbeat_at": self.heartbeat_at.isoformat()}
+        return value | ({"lease_id": str(self.lease_id)} if self.lease_id else {})
 
     @classmethod
     def from_value(cls, value: Any) -> Holder | None:
         try:
-            return cls(UUID(value["flow_run_id"]), datetime.fromisoformat(value["heartbeat_at"]))
-        except (TypeError, KeyError, ValueError):
+            lease_id = UUID(value["lease_id"]) if value.get("lease_id") else None
+            return cls(UUID(value["flow_run_id"]), datetime.fromisoformat(value["heartbeat_at"]), lease_id)
+        except (TypeError, KeyError, ValueError, AttributeError):
             return None  # not written by us: as if there were no record
 
 
@@ -121,17 +133,23 @@ def write_holder(client: SyncPrefectClient, target: str, holder: Holder) -> None
     except PrefectHTTPStatusError as error:
         if error.response.status_code != 404:
             raise
-        client.create_variable(VariableCreate(name=name, value=holder.to_value()))
+        try:
+            client.create_variable(VariableCreate(name=name, value=holder.to_value()))
+        except ObjectAlreadyExists:  # created in between (a holder's heartbeat racing its release): write it again
+            client.update_variable(VariableUpdate(name=name, value=holder.to_value()))
 
 
 def why_holder_is_gone(
-    client: SyncPrefectClient, holder: Holder | None, *, busy_since: datetime, timings: SlotTimings
+    client: SyncPrefectClient, holder: Holder | None, *, unclaimed_since: datetime, timings: SlotTimings
 ) -> str | None:
-    """Why the slot's holder is gone (so its slot can be taken), or None while it may be alive."""
+    """Why the slot's holder is gone (so its slot can be taken), or None while it may be alive.
+
+    With no holder recorded, `unclaimed_since` is when the slot was first seen taken with no record: a run
+    that has just got the slot records itself a moment later, so only a long silence counts."""
     now = datetime.now(UTC)
     silent_after = timedelta(seconds=timings.takeover_after)
     if holder is None:
-        if now - busy_since >= silent_after:
+        if now - unclaimed_since >= silent_after:
             return f"no run has claimed it for {silent_after.total_seconds():.0f} s (the server lost its lease)"
         return None
     try:
@@ -158,7 +176,9 @@ def hold_target(
     it alive with a heartbeat, and free it on the way out, whatever happens in the block.
 
     `on_api_lost(reason)` is called (from the heartbeat's thread) once the API has not answered for
-    `timings.api_lost_after`: the caller stops the run, since its target is about to be taken over.
+    `timings.api_lost_after`, or when the heartbeat finds the target taken over (the process was paused
+    for longer than the take-over delay): the caller stops the run, since its target is, or is about to
+    be, another run's.
     `timings` are the environment's (`takeover_after_seconds`), 60 s by default.
     """
     timings = timings or SlotTimings()
@@ -182,19 +202,26 @@ def hold_target(
 
 
 def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings) -> UUID:
-    busy_since: datetime | None = None
+    unclaimed_since: datetime | None = None
     reported_at = 0.0
+    claims: list[str] = []
     while True:
         lease_id = _try_acquire(client, target, me, logger, timings)
         if lease_id is not None:
+            for name in claims:  # recorded as holder now: a late claimant reads that the dead run is no longer it
+                client.delete_variable_by_name(name)
             return lease_id
-        busy_since = busy_since or datetime.now(UTC)
         holder = read_holder(client, target)
-        if holder is not None and holder.flow_run_id == me:
-            holder = None  # this run's own claim, beaten by another run that has not recorded itself yet
-        reason = why_holder_is_gone(client, holder, busy_since=busy_since, timings=timings)
-        if reason is not None and _take_over(client, target, holder, me, reason, logger):
-            continue
+        unclaimed_since = (unclaimed_since or datetime.now(UTC)) if holder is None else None
+        reason = why_holder_is_gone(
+            client, holder, unclaimed_since=unclaimed_since or datetime.now(UTC), timings=timings
+        )
+        if reason is not None:
+            claim = _claim_take_over(client, target, holder, me, timings)
+            if claim is not None:
+                claims.append(claim)
+                if _take_over(client, target, holder, reason, logger, timings):
+                    continue
         if time.monotonic() - reported_at >= WAITING_REPORT_EVERY_SECONDS:
             reported_at = time.monotonic()
             logger.info("Waiting for target %r: %s", target, _holding(client, holder))
@@ -214,42 +241,67 @@ def _try_acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logge
             return None
         raise
     granted = response.json()
+    lease_id = UUID(granted["lease_id"])
+    previous = read_holder(client, target)
+    write_holder(client, target, Holder(me, datetime.now(UTC), lease_id))  # at once: waiting runs read it
     if not granted["limits"]:
         logger.warning("No concurrency limit %s: runs on %r are not serialized (run the setup)", limit, target)
-    _crash_a_holder_left_behind(client, target, me, logger, timings)
-    write_holder(client, target, Holder(me, datetime.now(UTC)))
-    return UUID(granted["lease_id"])
+    if previous is not None and previous.flow_run_id != me:
+        _crash_a_holder_left_behind(client, target, previous, logger, timings)
+    return lease_id
 
 
 def _crash_a_holder_left_behind(
-    client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings
+    client: SyncPrefectClient, target: str, previous: Holder, logger: Logger, timings: SlotTimings
 ) -> None:
-    """The slot was free, yet the record names another run: one that could not free it, or whose lease
+    """The slot was free, yet the record named another run: one that could not free it, or whose lease
     the server let expire (a run cut off from an API that stayed up stops itself, and nothing else
     would end its flow run). If it is gone and Prefect still shows it running, mark it Crashed."""
-    previous = read_holder(client, target)
-    if previous is None or previous.flow_run_id == me:
-        return
-    reason = why_holder_is_gone(client, previous, busy_since=datetime.now(UTC), timings=timings)
+    reason = why_holder_is_gone(client, previous, unclaimed_since=datetime.now(UTC), timings=timings)
     if reason is not None and _mark_crashed(client, previous.flow_run_id, reason):
         logger.warning(
             "Target %r was free, but the run that last held it is gone: %s. Marked it Crashed.", target, reason
         )
 
 
+def _claim_take_over(
+    client: SyncPrefectClient, target: str, gone: Holder | None, me: UUID, timings: SlotTimings
+) -> str | None:
+    """This run's claim to take the slot over from `gone`, or None if another waiting run has claimed it.
+
+    A claim older than the take-over delay belongs to a run that died or stalled before taking over:
+    the next attempt's name is then free to claim."""
+    for attempt in itertools.count(1):
+        name = claim_variable(target, gone, attempt)
+        existing = client.read_variable_by_name(name)
+        if existing is None:
+            try:
+                client.create_variable(VariableCreate(name=name, value=Holder(me, datetime.now(UTC)).to_value()))
+            except ObjectAlreadyExists:  # the server's 409: another waiting run created it first
+                return None
+            return name
+        claim = Holder.from_value(existing.value)
+        if claim is None or datetime.now(UTC) - claim.heartbeat_at < timedelta(seconds=timings.takeover_after):
+            return None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _take_over(
-    client: SyncPrefectClient, target: str, gone: Holder | None, me: UUID, reason: str, logger: Logger
+    client: SyncPrefectClient, target: str, gone: Holder | None, reason: str, logger: Logger, timings: SlotTimings
 ) -> bool:
-    """Free the slot of a holder that is gone, unless another waiting run claimed it first."""
-    write_holder(client, target, Holder(me, datetime.now(UTC)))
-    time.sleep(CLAIM_SETTLE_SECONDS)
-    claim = read_holder(client, target)
-    if claim is None or claim.flow_run_id != me:
+    """Free the slot of a holder that is gone, once this run holds the claim; False if the holder changed
+    in the meantime (the slot was freed and taken: nothing to take over)."""
+    now = read_holder(client, target)
+    if (now.flow_run_id if now else None) != (gone.flow_run_id if gone else None):
         return False
     logger.warning("Target %r was held by a run that is gone: %s. Taking its slot.", target, reason)
-    freed = GlobalConcurrencyLimitUpdate(active_slots=0)
-    client.update_global_concurrency_limit(target_concurrency_limit(target), freed)
-    if gone is not None and gone.flow_run_id != me:
+    if gone is not None and gone.lease_id is not None and _renew(client, gone.lease_id, timings):
+        client.release_concurrency_slots_with_lease(gone.lease_id)  # frees the slot and ends the lease
+    else:  # the server lost the lease (a restart): nothing would ever free the slot it counts
+        client.update_global_concurrency_limit(
+            target_concurrency_limit(target), GlobalConcurrencyLimitUpdate(active_slots=0)
+        )
+    if gone is not None:
         _mark_crashed(client, gone.flow_run_id, reason)
     return True
 
@@ -344,21 +396,38 @@ class _Heartbeat:
             answered = time.monotonic()
             while not self.stopping.wait(self.timings.heartbeat):
                 try:
-                    self._beat(client)
+                    taken_by = self._beat(client)
                     answered = time.monotonic()
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
                     silence = time.monotonic() - answered
-                    if silence >= self.timings.api_lost_after and self.on_api_lost is not None:
+                    if silence >= self.timings.api_lost_after:
                         api = str(client.api_url).rstrip("/")
-                        self.on_api_lost(
+                        self._lose(
                             f"the Prefect API at {api} has not answered for {silence:.0f} s "
-                            f"(last call: {type(problem).__name__}: {problem})"
+                            f"(last call: {type(problem).__name__}: {problem}). Check the Prefect server "
+                            "(`prefect server status`) or PREFECT_API_URL"
                         )
                         return
+                    continue
+                if taken_by is not None:
+                    self._lose(
+                        f"target {self.target!r} was taken over by flow run {taken_by} while this run was silent "
+                        f"for more than {self.timings.takeover_after:.0f} s (the process was paused or starved)"
+                    )
+                    return
 
-    def _beat(self, client: SyncPrefectClient) -> None:
-        write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC)))
+    def _lose(self, reason: str) -> None:
+        if self.on_api_lost is not None:
+            self.on_api_lost(reason)
+
+    def _beat(self, client: SyncPrefectClient) -> UUID | None:
+        """Say this run is alive; the run that took the target over, if another run has."""
+        holder = read_holder(client, self.target)
+        if holder is not None and holder.flow_run_id != self.flow_run_id:
+            return holder.flow_run_id
+        write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC), self.lease_id))
         if not self.lease_lost and not _renew(client, self.lease_id, self.timings):
             self.lease_lost = True
             self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)
+        return None

@@ -534,10 +534,9 @@ def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
 
 
 def _stop_on_api_loss(reason: str) -> None:
-    """The run cannot report, and its target is about to be taken over: stop it (its queries cancelled)."""
+    """The run cannot report, and its target is (about to be) another run's: stop it, its queries cancelled."""
     stop_this_process(
-        f"{reason}. dbt's queries are cancelled; the run's state is put right (Crashed) by the next run on "
-        "its target. Check the Prefect server (`prefect server status`) or PREFECT_API_URL",
+        f"{reason}. dbt's queries are cancelled; the next run on the target marks this one Crashed",
         grace_seconds=API_LOSS_GRACE_SECONDS,
     )
 

@@ -7,24 +7,33 @@ database) around real pipeline runs and check that the next run always gets the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID, uuid4
 
 import duckdb
 import pytest
 import yaml
-from prefect.client.schemas.objects import StateType
+from prefect import flow
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.states import Running
 
-from dbt_pipeline.target_slot import read_holder
+from dbt_pipeline.environments import target_concurrency_limit
+from dbt_pipeline.target_slot import Holder, read_holder, write_holder
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
+from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
-from tests.conftest import Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
 from tests.silent_proxy import SilentProxy
@@ -225,3 +234,82 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
     print(f"next run once the API answers again: {put_right.group(0)}")
     assert read_flow_run(prefect_api, output).state_type == StateType.CRASHED
     assert active_slots(prefect_api) == 0
+
+
+WAITER = """
+import logging, sys, time
+from pathlib import Path
+from uuid import UUID
+from dbt_pipeline.target_slot import SlotTimings, hold_target
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+logging.getLogger("httpx").setLevel(logging.WARNING)
+target, flow_run_id, go = sys.argv[1:4]
+while not Path(go).exists():
+    time.sleep(0.01)
+with hold_target(target, UUID(flow_run_id), logging.getLogger("slot"), None, SlotTimings(takeover_after=20)):
+    print("held", time.time(), flush=True)
+    time.sleep(1.0)
+    print("freed", time.time(), flush=True)
+"""
+
+
+def held_span(output: str) -> tuple[float, float]:
+    """When a waiter's output says it got the target and when it let it go."""
+    held = re.search(r"^held (\S+)$", output, re.MULTILINE)
+    freed = re.search(r"^freed (\S+)$", output, re.MULTILINE)
+    assert held, output
+    assert freed, output
+    return float(held.group(1)), float(freed.group(1))
+
+
+@flow(name="slot-holder")
+def slot_holder() -> None:
+    """Only its flow runs are used: the runs that hold or wait for the test's target."""
+
+
+def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
+    prefect_api: str, prefect_home: Path, tmp_path: Path
+) -> None:
+    """Five runs find the target held by a run that is gone (still shown Running, its lease still on the server)
+    and all try to take it over at once: exactly one does, and each then holds the target alone. The dead run is
+    marked Crashed, and its lease ended: the server will not free the slot under a later holder when it expires."""
+    target = f"race-{uuid4().hex[:8]}"
+    limit = target_concurrency_limit(target)
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
+        dead, *waiters = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(6))
+        taken = client.increment_concurrency_slots_with_lease(
+            names=[limit], slots=1, mode="concurrency", lease_duration=600,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=dead),
+        )  # fmt: skip
+        dead_lease = UUID(taken.json()["lease_id"])
+        write_holder(client, target, Holder(dead, datetime.now(UTC) - timedelta(hours=1), dead_lease))
+
+    go = tmp_path / "go"
+    env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(prefect_home)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", WAITER, target, str(waiter), str(go)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for waiter in waiters
+    ]
+    time.sleep(8)  # every waiter imported and polling for the go file (a cold start on a busy machine)
+    go.touch()
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 5, "\n\n".join(outputs)
+
+    spans = sorted(held_span(output) for output in outputs)
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), f"two runs held it: {spans}"
+    assert sum("Taking its slot" in output for output in outputs) == 1, outputs
+    with prefect_client(prefect_api) as client:
+        assert client.read_flow_run(dead).state_type == StateType.CRASHED
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+        with pytest.raises(PrefectHTTPStatusError) as renewed:
+            client.renew_concurrency_lease(dead_lease, 60)
+        assert renewed.value.response.status_code == 410, "the dead run's lease should have been ended"
+        assert read_holder(client, target) is None
