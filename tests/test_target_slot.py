@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from subprocess import Popen
 from uuid import UUID, uuid4
 
 import duckdb
@@ -237,20 +238,32 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
 
 
 WAITER = """
-import logging, sys, time
+import logging, os, sys, time
 from pathlib import Path
 from uuid import UUID
 from dbt_pipeline.target_slot import SlotTimings, hold_target
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)
-target, flow_run_id, go = sys.argv[1:4]
+target, flow_run_id, go, hold_for = sys.argv[1:5]
+
+def stop(reason):
+    print("stopping:", reason, flush=True)
+    os._exit(3)
+
 while not Path(go).exists():
     time.sleep(0.01)
-with hold_target(target, UUID(flow_run_id), logging.getLogger("slot"), None, SlotTimings(takeover_after=20)):
+with hold_target(target, UUID(flow_run_id), logging.getLogger("slot"), stop, SlotTimings(takeover_after=20)):
     print("held", time.time(), flush=True)
-    time.sleep(1.0)
+    time.sleep(float(hold_for))
     print("freed", time.time(), flush=True)
 """
+
+
+def start_waiter(api: str, home: Path, target: str, flow_run_id: UUID, go: Path, hold_for: float = 1.0) -> Popen[str]:
+    """A process that waits for `go` to exist, then holds `target` as flow run `flow_run_id` for `hold_for` s."""
+    env = os.environ | {"PREFECT_API_URL": api, "PREFECT_HOME": str(home)}
+    command = [sys.executable, "-c", WAITER, target, str(flow_run_id), str(go), str(hold_for)]
+    return Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def held_span(output: str) -> tuple[float, float]:
@@ -286,18 +299,7 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
         write_holder(client, target, Holder(dead, datetime.now(UTC) - timedelta(hours=1), dead_lease))
 
     go = tmp_path / "go"
-    env = os.environ | {"PREFECT_API_URL": prefect_api, "PREFECT_HOME": str(prefect_home)}
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", WAITER, target, str(waiter), str(go)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for waiter in waiters
-    ]
+    processes = [start_waiter(prefect_api, prefect_home, target, waiter, go) for waiter in waiters]
     time.sleep(8)  # every waiter imported and polling for the go file (a cold start on a busy machine)
     go.touch()
     outputs = [process.communicate(timeout=300)[0] for process in processes]
@@ -313,3 +315,53 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
             client.renew_concurrency_lease(dead_lease, 60)
         assert renewed.value.response.status_code == 410, "the dead run's lease should have been ended"
         assert read_holder(client, target) is None
+
+
+def wait_for_holder(api: str, target: str, flow_run_id: UUID, process: Popen[str], timeout: float = 180) -> None:
+    """Until the target's record names `flow_run_id` (whose process must not end first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with prefect_client(api) as client:
+            holder = read_holder(client, target)
+        if holder is not None and holder.flow_run_id == flow_run_id:
+            return
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, f"{flow_run_id} never got {target}"
+        time.sleep(0.5)
+
+
+def test_a_run_paused_past_the_take_over_stops_once_it_finds_its_target_taken(
+    prefect_api: str, prefect_home: Path, tmp_path: Path
+) -> None:
+    """A holder frozen (SIGSTOP: a laptop asleep, a starved container) for longer than the take-over delay is
+    taken over by a waiting run; when it wakes up, its next heartbeat finds the record naming the new holder and
+    it stops (exit non-zero, the new holder named) instead of writing itself back and running beside it."""
+    target = f"paused-{uuid4().hex[:8]}"
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
+        )
+        paused_run, waiting_run = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(2))
+    go = tmp_path / "go"
+    go.touch()
+    paused = start_waiter(prefect_api, prefect_home, target, paused_run, go, hold_for=120)
+    waiting: Popen[str] | None = None
+    try:
+        wait_for_holder(prefect_api, target, paused_run, paused)
+        paused.send_signal(signal.SIGSTOP)
+        waiting = start_waiter(prefect_api, prefect_home, target, waiting_run, go, hold_for=15)
+        wait_for_holder(prefect_api, target, waiting_run, waiting)  # after the take-over delay
+        paused.send_signal(signal.SIGCONT)
+        paused_output = paused.communicate(timeout=60)[0]
+        waiting_output = waiting.communicate(timeout=120)[0]
+    finally:
+        for process in (paused, waiting):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert paused.returncode == 3, paused_output
+    assert f"stopping: target {target!r} was taken over by flow run {waiting_run}" in paused_output
+    assert "freed" not in paused_output
+    assert waiting.returncode == 0, waiting_output
+    assert "Taking its slot" in waiting_output
+    with prefect_client(prefect_api) as client:
+        assert client.read_flow_run(paused_run).state_type == StateType.CRASHED
