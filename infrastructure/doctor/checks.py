@@ -183,7 +183,9 @@ class Doctor:
         holder = read_holder(client, self.target)
         # Without a record the slot may be a run starting this instant: only a waiting run can tell.
         timings = SlotTimings(self.environment.takeover_after_seconds) if self.environment else SlotTimings()
-        reason = why_holder_is_gone(client, holder, unclaimed_since=datetime.now(UTC), timings=timings) if holder else None
+        reason = (
+            why_holder_is_gone(client, holder, unclaimed_since=datetime.now(UTC), timings=timings) if holder else None
+        )
         if reason is None:
             who = f"flow run {holder.flow_run_id}" if holder else "a run that has not recorded itself yet"
             return f"held by {who}"
