@@ -387,8 +387,11 @@ def _run_steps(
     for step in steps:
         if step is FRESHNESS_STEP and not declares_freshness(invocation.manifest):
             continue
-        if failure is not None or (changed is not None and step.name == "docs-generate" and not _built(reports)):
+        if failure is not None:
             reports.append(StepReport(step.name, None, step.judges_nodes))  # the report lists the steps not run
+            continue
+        if changed is not None and step.name == "docs-generate" and not _built(reports):
+            reports.append(StepReport(step.name, None, step.judges_nodes, needless=True))
             continue
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds

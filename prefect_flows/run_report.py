@@ -49,12 +49,19 @@ MAX_REGRESSIONS_LISTED = 30
 
 @dataclass(frozen=True)
 class StepReport:
-    """One step of the run as the report shows it: its last attempt's result (if it ran), and whether its failed
-    nodes fail the run (`judged`; not source freshness, whose verdict is the environment's on_stale_source)."""
+    """One step of the run as the report shows it: its last attempt's result (if it ran), whether its failed
+    nodes fail the run (`judged`; not source freshness, whose verdict is the environment's on_stale_source),
+    and whether it was left out for having nothing to do (`needless`: docs after a compared run that built
+    nothing), which, unlike a step left out after a failure, does not fail the run."""
 
     name: str
     result: DbtCommandResult | None
     judged: bool = True
+    needless: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.needless or (self.result is not None and self.result.success)
 
 
 def run_directory(project_path: Path, target: str, run_name: str) -> Path:
@@ -105,7 +112,7 @@ def render_markdown(
     lines += ["", "## Steps", "", "| step | command | status | nodes |", "|---|---|---|---|"]
     for step in steps:
         if step.result is None:
-            lines.append(f"| {step.name} | | not run | |")
+            lines.append(f"| {step.name} | | {'not needed' if step.needless else 'not run'} | |")
         else:
             status = "success" if step.result.success else "**failed**"
             lines.append(f"| {step.name} | `{step.result.command}` | {status} | {len(step.result.nodes)} |")
@@ -365,7 +372,7 @@ def publish_report(
     the report compares the run with it; None says there is no previous successful run to compare with.
     """
     directory = run_directory(project.path, target, run_name)
-    success = all(step.result is not None and step.result.success for step in steps)
+    success = all(step.succeeded for step in steps)
     lineage = run_lineage(steps)
     nodes = _run_nodes(steps)
     critical = critical_path(executed_durations(nodes), lineage) if lineage is not None else None

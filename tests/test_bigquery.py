@@ -391,8 +391,9 @@ def test_a_ci_target_compared_with_the_bucket_state_builds_and_reads_nothing_unc
     bigquery_run: BigQueryRun, gcs_emulator: GcsEmulator, tmp_path: Path
 ) -> None:
     """The full run's last good state is in the target's gs:// store; a CI target compared with it
-    (`--state-from bq`), nothing changed, builds no node and starts no query job that builds or reads a model:
-    its only table reads are the freshness step's, on the sources.
+    (`--state-from bq`), nothing changed, builds no node and starts no query job that reads a table: the
+    freshness step takes each source's age from its metadata (tables.get), as dbt does on BigQuery for a source
+    without `loaded_at_field`, which the example project leaves out on BigQuery.
 
     The jobs are counted by tests.emulators.billing, a proxy in front of the emulator (limit high enough
     to let every job through); the bucket is gcp-storage-emulator's (Google's endpoints cannot be reached)."""
@@ -413,9 +414,15 @@ def test_a_ci_target_compared_with_the_bucket_state_builds_and_reads_nothing_unc
     assert built == [], built
     manifest = json.loads((bigquery_run.dbt_project / "target" / "bq-ci" / "manifest.json").read_text())
     models = {node["alias"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
-    assert proxy.queries, "the freshness step's queries should have been seen: the proxy counts nothing"
     # Each job's SQL without dbt's query comment (a JSON header naming the node, e.g. source shop.customers).
     sql = [re.sub(r"/\*.*?\*/", " ", query, flags=re.DOTALL) for query in proxy.queries]
+    assert not [query for query in sql if re.search(r"\bfrom\b", query, re.IGNORECASE)], sql
     named = {word for query in sql for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query)}
     assert not named & models, named & models
+    fresh = {node["identifier"] for node in manifest["sources"].values() if node["config"].get("freshness")}
+    assert fresh, "the example project declares freshness"
+    assert fresh <= set(proxy.tables_read), f"freshness read from metadata: {sorted(set(proxy.tables_read))}"
     assert "create or replace" not in " ".join(proxy.queries).lower()
+    report = (run_dir / "report.md").read_text()
+    assert report.startswith("# dbt run succeeded"), report[:200]
+    assert f"fresh: {len(fresh)}" in report, "every source's age read from its metadata"

@@ -125,6 +125,17 @@ def markdown(steps: tuple[StepReport, ...] = FAILED_RUN, timeline_path: Path = T
 # The markdown report.
 
 
+def test_a_step_left_out_for_want_of_work_does_not_fail_the_run() -> None:
+    """Docs after a compared run that built nothing are "not needed", and the run succeeded; a step left out
+    after a failure, or one that ended without a result, fails it."""
+    docs_not_needed = StepReport("docs-generate", None, needless=True)
+    nothing_built = (StepReport("run", command("dbt run --select state:modified+")), docs_not_needed)
+    assert all(step.succeeded for step in nothing_built)
+    assert "| docs-generate | | not needed | |" in markdown(nothing_built)
+    assert not StepReport("docs-generate", None).succeeded
+    assert not FAILED_RUN[1].succeeded
+
+
 def test_report_lists_every_step_with_its_status_and_node_count() -> None:
     """Steps that ran say success or failed (marked), with their command; the ones after a failure say not run."""
     report = markdown()

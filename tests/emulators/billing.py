@@ -11,7 +11,8 @@ table a query reads, so any query with a ``from`` clause is billed 10 MiB here. 
 the job start and fails it; the client library raises the same ``BadRequest`` either way.)
 
 It also records the limit each query job asked for, which is the real proof that the environment's
-setting reaches BigQuery's API: the refusal itself is Google's behaviour, faked here.
+setting reaches BigQuery's API (the refusal itself is Google's behaviour, faked here), the SQL of each
+query job, and each table whose metadata was read (tables.get, which starts no job).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class _ProxyHandler(ForwardingHandler):
     server: BillingProxy
 
     def handle_request(self, body: bytes) -> None:
+        if self.command == "GET":
+            self.server.note_metadata_read(self.path)
         refusal = self.server.refusal(self.path, body) if self.command == "POST" else None
         if refusal is None:
             self.forward(body)
@@ -53,10 +56,16 @@ class BillingProxy(ThreadingHTTPServer):
         self.upstream = urllib.parse.urlsplit(upstream)
         self.limits: list[int] = []  # maximumBytesBilled of every query job, as the API received it
         self.queries: list[str] = []  # the SQL of every query job, in the order they came
+        self.tables_read: list[str] = []  # the table of every tables.get (its metadata: no job, nothing billed)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def note_metadata_read(self, path: str) -> None:
+        table = re.search(r"/datasets/[^/]+/tables/([^/?]+)$", urllib.parse.urlsplit(path).path)
+        if table:
+            self.tables_read.append(urllib.parse.unquote(table.group(1)))
 
     def refusal(self, path: str, body: bytes) -> dict[str, Any] | None:
         """BigQuery's error for a query job over its limit, or None to let the request through."""
