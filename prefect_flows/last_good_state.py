@@ -156,17 +156,28 @@ class NodeReuse:
 
 
 def explain_reuse(
-    invocation: DbtInvocation, state: Path, built: Collection[str], *, compared_with: str, selected: bool
+    invocation: DbtInvocation,
+    state: Path,
+    built: Collection[str],
+    *,
+    compared_with: str,
+    selected: bool,
+    nothing_changed: bool = False,
 ) -> list[NodeReuse]:
     """Every model, seed and snapshot of the run's manifest: built (and why) or reused (and why), built first.
 
     "Changed" is dbt's own `state:modified` against `state` (code, config, macros it calls), listed with
     the run's manifest, so the reasons are the ones dbt selected on. `selected`: the user's --select chose
-    what to build, not the comparison.
+    what to build, not the comparison. `nothing_changed`: the comparison already selected nothing (no
+    need to ask dbt again).
     """
     assert invocation.manifest is not None, "the run's parse step hands its manifest over"
-    modified = _listed(invocation, "state:modified", state)
-    fresher = _listed(invocation, "source_status:fresher+", state) if (state / "sources.json").is_file() else set()
+    modified: set[str] = set()
+    fresher: set[str] = set()
+    if not nothing_changed:
+        modified = selected_by(invocation, state, "state:modified") or set()
+        if (state / "sources.json").is_file():
+            fresher = selected_by(invocation, state, "source_status:fresher+") or set()
     explained = []
     for node in invocation.manifest.nodes.values():
         if node.resource_type not in BUILT_RESOURCE_TYPES:
@@ -187,11 +198,20 @@ def explain_reuse(
     return sorted(explained, key=lambda item: (not item.built, item.unique_id))
 
 
-def _listed(invocation: DbtInvocation, selection: str, state: Path) -> set[str]:
-    """The unique ids `dbt ls --select <selection> --state <state>` lists, with the run's manifest (no parse)."""
-    command = ["ls", "--select", selection, "--state", str(state), "--resource-types", *BUILT_RESOURCE_TYPES]
+def selected_by(
+    invocation: DbtInvocation,
+    state: Path,
+    select: str,
+    exclude: str | None = None,
+    resource_types: Sequence[str] = BUILT_RESOURCE_TYPES,
+) -> set[str] | None:
+    """The unique ids `dbt ls --select <select> [--exclude <exclude>] --state <state>` lists, with the run's
+    manifest (no parse): dbt's own selector, so the answer is the one a step with that selection would act on.
+    None if dbt could not list them."""
+    command = ["ls", "--select", select, *(["--exclude", exclude] if exclude else []), "--state", str(state)]
+    command += ["--resource-types", *resource_types]
     args = [*invocation.args(command), "--output", "json", "--output-keys", "unique_id", "--quiet"]
     outcome = dbtRunner(manifest=invocation.manifest).invoke(args)
     if not outcome.success or not isinstance(outcome.result, list):
-        return set()
+        return None
     return {json.loads(line)["unique_id"] for line in outcome.result}

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import functools
 import inspect
+import itertools
 import logging
 import shlex
 import signal
@@ -66,6 +67,7 @@ from prefect_flows.last_good_state import (
     fetch_compared_state,
     fetch_previous_run,
     keep_last_good_state,
+    selected_by,
 )
 from prefect_flows.run_record import RunRecord
 from prefect_flows.run_report import StepReport, publish_report, run_directory, save_step_artifacts
@@ -384,19 +386,28 @@ def _run_steps(
     reports: list[StepReport] = []
     failure: BaseException | None = None
     stale: list[NodeResult] = []
+    nothing_changed: bool | None = None  # known before the first node step of a compared run
     for step in steps:
         if step is FRESHNESS_STEP and not declares_freshness(invocation.manifest):
             continue
         if failure is not None:
             reports.append(StepReport(step.name, None, step.judges_nodes))  # the report lists the steps not run
             continue
-        if changed is not None and step.name == "docs-generate" and not _built(reports):
+        to_run = without_recompiling(without_stale_sources(step, stale), invocation.manifest)
+        if changed is not None and step.is_node_step and nothing_changed is None:
+            nothing_changed = _selects_nothing(to_run, invocation, changed)
+            if nothing_changed:
+                get_run_logger().info("Nothing to build: the selection compared with the last good state picks no node")
+        needless = nothing_changed and step.is_node_step
+        if needless or (changed is not None and step.name == "docs-generate" and not _built(reports)):
             reports.append(StepReport(step.name, None, step.judges_nodes, needless=True))
+            if step.is_node_step:
+                record = record.done(step)
+                record.save(invocation.target_path)
             continue
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
         )
-        to_run = without_recompiling(without_stale_sources(step, stale), invocation.manifest)
         # opaque: Prefect resolves a task's arguments by walking them, and a manifest is a large graph.
         outcome = step_task(to_run, opaque(invocation), return_state=True).result(raise_on_failure=False)
         if isinstance(outcome, BaseException):
@@ -418,6 +429,21 @@ def _run_steps(
                 failure = StaleSourcesError(_stale_message(found, invocation.target), result)
             stale = found if on_stale_source == "skip" else []
     return reports, failure, invocation
+
+
+def _selects_nothing(step: DbtStep, invocation: DbtInvocation, state: Path) -> bool:
+    """Whether the node step's selection, compared with `state`, picks no node: then it and the node steps
+    after it (the same selection) are not run at all, where dbt would start each one to say "Nothing to do"."""
+    select, exclude = _option(step.command, "--select"), _option(step.command, "--exclude")
+    if select is None or invocation.manifest is None:
+        return False
+    every_type = sorted({node.resource_type for node in invocation.manifest.nodes.values()})
+    return selected_by(invocation, state, select, exclude, resource_types=every_type) == set()
+
+
+def _option(command: Sequence[str], name: str) -> str | None:
+    """The value given to `name` in a dbt command's arguments, if any."""
+    return next((value for option, value in itertools.pairwise(command) if option == name), None)
 
 
 def _built(reports: Sequence[StepReport]) -> list[NodeResult]:
@@ -469,7 +495,12 @@ def _explain_reuse(
     if state is None or plan.compared_with is None or invocation.manifest is None:
         return []
     built = {node.unique_id for node in _built(reports) if outcome_of(node.status) is NodeOutcome.PASSED}
-    return explain_reuse(invocation, state, built, compared_with=plan.compared_with.name, selected=selected)
+    # Node steps left out as needless: the comparison selected nothing (docs can be needless on their own).
+    nothing_changed = any(report.needless and report.name != "docs-generate" for report in reports)
+    compared_with = plan.compared_with.name
+    return explain_reuse(
+        invocation, state, built, compared_with=compared_with, selected=selected, nothing_changed=nothing_changed
+    )
 
 
 def _previous_run(plan: RunPlan, artifacts: Path) -> Path | None:

@@ -106,10 +106,14 @@ class RunRecord:
         )
         return dataclasses.replace(self, run=run, pending=pending)
 
+    def done(self, step: DbtStep) -> RunRecord:
+        """The record once `step` has nothing left to do (it succeeded, or had nothing to do)."""
+        return dataclasses.replace(self, pending=tuple(todo for todo in self.pending if todo.name != step.name))
+
     def after(self, step: DbtStep, result: DbtCommandResult, saved: Path) -> RunRecord:
         """The record once `step` ended with `result`, its run_results.json kept at `saved`."""
         if result.success:
-            return dataclasses.replace(self, pending=tuple(todo for todo in self.pending if todo.name != step.name))
+            return self.done(step)
         if result.failed_nodes and result.error is None and not result.stopped_at_time_limit and saved.is_file():
             retry = PendingStep(step.name, str(saved))
             return dataclasses.replace(

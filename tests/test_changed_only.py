@@ -54,9 +54,17 @@ def test_changed_only_builds_what_changed_and_nothing_when_nothing_did(workspace
     assert "Comparing with the last good state of target 'dev'" in output
     run_dir = runs / flow_run_name(output)
     assert executed(run_dir) == set()
+    # The comparison picks nothing: no dbt command starts only to say "Nothing to do".
+    assert "Nothing to build: the selection compared with the last good state picks no node" in output
+    assert "Nothing to do" not in output
     report = (run_dir / "report.md").read_text()
-    assert report.startswith("# dbt run succeeded"), report[:200]  # docs left out for want of work is no failure
+    assert report.startswith("# dbt run succeeded"), report[:200]  # steps left out for want of work: no failure
+    assert "| build | | not needed | |" in report
     assert "| docs-generate | | not needed | |" in report
+    assert "**0 built**, 39 reused" in report
+    retry = workspace.pipeline("--retry-failed")
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert "nothing to retry on target 'dev'" in retry.stdout + retry.stderr
 
     model = dbt_project / "models" / "staging" / "stg_shop__stores.sql"
     model.write_text(model.read_text() + "\n-- a comment is a change of code\n")
