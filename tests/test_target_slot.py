@@ -315,6 +315,8 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
             client.renew_concurrency_lease(dead_lease, 60)
         assert renewed.value.response.status_code == 410, "the dead run's lease should have been ended"
         assert read_holder(client, target) is None
+        left = [variable.name for variable in client.read_variables() if variable.name.startswith(limit)]
+        assert left == [], f"the take-over's claim should be gone once its run holds the target: {left}"
 
 
 def wait_for_holder(api: str, target: str, flow_run_id: UUID, process: Popen[str], timeout: float = 180) -> None:
