@@ -318,7 +318,9 @@ def dbt_full_pipeline(
     logger.info("Run report and timeline saved in %s", artifacts)
     if failure is not None:
         raise failure
-    return [report.result for report in reports if report.result is not None]
+    # Without the parse step's manifest: Prefect walks a flow's return value (looking for futures), and a
+    # manifest is a graph of thousands of objects (1 s on 1,000 nodes).
+    return [dataclasses.replace(report.result, manifest=None) for report in reports if report.result is not None]
 
 
 def _last_run_to_resume(plan: RunPlan) -> tuple[RunRecord | None, list[DbtStep]]:
