@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -209,7 +209,8 @@ def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, t
         lease_id = _try_acquire(client, target, me, logger, timings)
         if lease_id is not None:
             for name in claims:  # recorded as holder now: a late claimant reads that the dead run is no longer it
-                client.delete_variable_by_name(name)
+                with suppress(ObjectNotFound):
+                    client.delete_variable_by_name(name)
             return lease_id
         holder = read_holder(client, target)
         unclaimed_since = (unclaimed_since or datetime.now(UTC)) if holder is None else None
@@ -219,7 +220,7 @@ def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, t
         if reason is not None:
             claim = _claim_take_over(client, target, holder, me, timings)
             if claim is not None:
-                claims.append(claim)
+                claims += [name for name in claim if name not in claims]
                 if _take_over(client, target, holder, reason, logger, timings):
                     continue
         if time.monotonic() - reported_at >= WAITING_REPORT_EVERY_SECONDS:
@@ -266,21 +267,26 @@ def _crash_a_holder_left_behind(
 
 def _claim_take_over(
     client: SyncPrefectClient, target: str, gone: Holder | None, me: UUID, timings: SlotTimings
-) -> str | None:
-    """This run's claim to take the slot over from `gone`, or None if another waiting run has claimed it.
+) -> list[str] | None:
+    """This run's claim to take the slot over from `gone` (the claims' names, the stale ones before it
+    included, for the winner to delete once it holds the target), or None if another waiting run has it.
 
     A claim older than the take-over delay belongs to a run that died or stalled before taking over:
     the next attempt's name is then free to claim."""
+    names: list[str] = []
     for attempt in itertools.count(1):
-        name = claim_variable(target, gone, attempt)
-        existing = client.read_variable_by_name(name)
+        names.append(claim_variable(target, gone, attempt))
+        existing = client.read_variable_by_name(names[-1])
         if existing is None:
             try:
-                client.create_variable(VariableCreate(name=name, value=Holder(me, datetime.now(UTC)).to_value()))
+                value = Holder(me, datetime.now(UTC)).to_value()
+                client.create_variable(VariableCreate(name=names[-1], value=value))
             except ObjectAlreadyExists:  # the server's 409: another waiting run created it first
                 return None
-            return name
+            return names
         claim = Holder.from_value(existing.value)
+        if claim is not None and claim.flow_run_id == me:
+            return names  # this run's own claim, from a take-over it has not finished
         if claim is None or datetime.now(UTC) - claim.heartbeat_at < timedelta(seconds=timings.takeover_after):
             return None
     raise AssertionError("unreachable")  # pragma: no cover

@@ -25,13 +25,13 @@ import duckdb
 import pytest
 import yaml
 from prefect import flow
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Running
 
 from dbt_pipeline.environments import target_concurrency_limit
-from dbt_pipeline.target_slot import Holder, read_holder, write_holder
+from dbt_pipeline.target_slot import Holder, claim_variable, read_holder, write_holder
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
@@ -280,12 +280,14 @@ def slot_holder() -> None:
     """Only its flow runs are used: the runs that hold or wait for the test's target."""
 
 
+@pytest.mark.parametrize("claim_left_behind", [False, True], ids=["first-claim", "after-a-claimant-died"])
 def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
-    prefect_api: str, prefect_home: Path, tmp_path: Path
+    prefect_api: str, prefect_home: Path, tmp_path: Path, claim_left_behind: bool
 ) -> None:
     """Five runs find the target held by a run that is gone (still shown Running, its lease still on the server)
     and all try to take it over at once: exactly one does, and each then holds the target alone. The dead run is
-    marked Crashed, and its lease ended: the server will not free the slot under a later holder when it expires."""
+    marked Crashed, and its lease ended: the server will not free the slot under a later holder when it expires.
+    A claim left by a run that died before taking over does not block the take-over; no claim is left after it."""
     target = f"race-{uuid4().hex[:8]}"
     limit = target_concurrency_limit(target)
     with prefect_client(prefect_api) as client:
@@ -296,7 +298,11 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
             holder=ConcurrencyLeaseHolder(type="flow_run", id=dead),
         )  # fmt: skip
         dead_lease = UUID(taken.json()["lease_id"])
-        write_holder(client, target, Holder(dead, datetime.now(UTC) - timedelta(hours=1), dead_lease))
+        dead_holder = Holder(dead, datetime.now(UTC) - timedelta(hours=1), dead_lease)
+        write_holder(client, target, dead_holder)
+        if claim_left_behind:
+            died_claiming = Holder(uuid4(), datetime.now(UTC) - timedelta(hours=1)).to_value()
+            client.create_variable(VariableCreate(name=claim_variable(target, dead_holder, 1), value=died_claiming))
 
     go = tmp_path / "go"
     processes = [start_waiter(prefect_api, prefect_home, target, waiter, go) for waiter in waiters]
