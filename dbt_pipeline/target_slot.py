@@ -19,6 +19,7 @@ creation of a Variable named after the dead holder: one creation succeeds, the o
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import threading
@@ -383,7 +384,10 @@ class _Heartbeat:
         self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
         self.on_api_lost, self.timings = on_api_lost, timings
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{target}", daemon=True)
+        # In the caller's context: Prefect's settings (the API the caller chose, with temporary_settings too)
+        # are context variables, which a new thread would not see.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._run,), name=f"heartbeat-{target}", daemon=True)
         self.lease_lost = False
 
     def start(self) -> None:

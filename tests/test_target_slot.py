@@ -8,6 +8,7 @@ database) around real pipeline runs and check that the next run always gets the 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 import signal
@@ -28,10 +29,11 @@ from prefect import flow
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Running
 
 from dbt_pipeline.environments import target_concurrency_limit
-from dbt_pipeline.target_slot import Holder, claim_variable, read_holder, write_holder
+from dbt_pipeline.target_slot import Holder, SlotTimings, claim_variable, hold_target, read_holder, write_holder
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
@@ -373,3 +375,27 @@ def test_a_run_paused_past_the_take_over_stops_once_it_finds_its_target_taken(
     assert "Taking its slot" in waiting_output
     with prefect_client(prefect_api) as client:
         assert client.read_flow_run(paused_run).state_type == StateType.CRASHED
+
+
+def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> None:
+    """A caller that points Prefect at its API with `temporary_settings` (not the environment) holds the target
+    with heartbeats that reach that API: the heartbeat's thread runs in the caller's context."""
+    target = f"context-{uuid4().hex[:8]}"
+    timings = SlotTimings(takeover_after=20)
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
+        )
+        me = client.create_flow_run(slot_holder, state=Running()).id
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_api}),
+        hold_target(target, me, logging.getLogger("slot"), None, timings),
+    ):
+        with prefect_client(prefect_api) as client:
+            first = read_holder(client, target)
+        time.sleep(timings.heartbeat * 1.5)
+        with prefect_client(prefect_api) as client:
+            later = read_holder(client, target)
+    assert first is not None
+    assert later is not None
+    assert later.heartbeat_at > first.heartbeat_at, "no heartbeat reached the API the caller set"
