@@ -434,10 +434,11 @@ def _run_steps(
 
 
 def _selects_nothing(step: DbtStep, invocation: DbtInvocation, state: Path) -> bool:
-    """Whether the node step's selection, compared with `state`, picks no node: then it and the node steps
-    after it (the same selection) are not run at all, where dbt would start each one to say "Nothing to do"."""
+    """Whether the comparison with `state` (the selection `--changed-only` and `--state-from` make) picks no
+    node: then the node steps are not run at all, where dbt would start each one to say "Nothing to do". A
+    selection of the user's own is left to dbt, whose warning names a criterion that matches nothing."""
     select, exclude = _option(step.command, "--select"), _option(step.command, "--exclude")
-    if select is None or invocation.manifest is None:
+    if select not in (MODIFIED, CHANGED) or invocation.manifest is None:
         return False
     every_type = sorted({node.resource_type for node in invocation.manifest.nodes.values()})
     return selected_by(invocation, state, select, exclude, resource_types=every_type) == set()

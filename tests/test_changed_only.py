@@ -65,6 +65,10 @@ def test_changed_only_builds_what_changed_and_nothing_when_nothing_did(workspace
     retry = workspace.pipeline("--retry-failed")
     assert retry.returncode == 0, retry.stderr[-3000:]
     assert "nothing to retry on target 'dev'" in retry.stdout + retry.stderr
+    # A selection of the user's own that picks nothing is left to dbt, whose warning names the culprit.
+    typo = workspace.pipeline("--changed-only", "--mode", "build", "--select", "stg_shop__storez")
+    assert typo.returncode == 0, typo.stderr[-3000:]
+    assert "The selection criterion 'stg_shop__storez' does not match any enabled nodes" in typo.stdout + typo.stderr
 
     model = dbt_project / "models" / "staging" / "stg_shop__stores.sql"
     model.write_text(model.read_text() + "\n-- a comment is a change of code\n")
