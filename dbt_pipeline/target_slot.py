@@ -44,6 +44,7 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 WAITING_REPORT_EVERY_SECONDS = 60.0
 PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration (422)
+RECORD_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
 
@@ -285,9 +286,7 @@ def _claim_take_over(
             except ObjectAlreadyExists:  # the server's 409: another waiting run created it first
                 return None
             return names
-        claim = Holder.from_value(existing.value)
-        if claim is not None and claim.flow_run_id == me:
-            return names  # this run's own claim, from a take-over it has not finished
+        claim = Holder.from_value(existing.value)  # this run's own too: a claim serves one take-over
         if claim is None or datetime.now(UTC) - claim.heartbeat_at < timedelta(seconds=timings.takeover_after):
             return None
     raise AssertionError("unreachable")  # pragma: no cover
@@ -304,13 +303,24 @@ def _take_over(
     logger.warning("Target %r was held by a run that is gone: %s. Taking its slot.", target, reason)
     if gone is not None and gone.lease_id is not None and _renew(client, gone.lease_id, timings):
         client.release_concurrency_slots_with_lease(gone.lease_id)  # frees the slot and ends the lease
-    else:  # the server lost the lease (a restart): nothing would ever free the slot it counts
+    elif _slot_still_counted_for(client, target, gone):  # the server lost the lease (a restart)
         client.update_global_concurrency_limit(
             target_concurrency_limit(target), GlobalConcurrencyLimitUpdate(active_slots=0)
         )
     if gone is not None:
         _mark_crashed(client, gone.flow_run_id, reason)
     return True
+
+
+def _slot_still_counted_for(client: SyncPrefectClient, target: str, gone: Holder | None) -> bool:
+    """With the gone holder's lease no longer on the server: whether the slot is still counted for it (the
+    server restarted and lost the lease, and nothing would ever free the slot), rather than already freed
+    (the lease expired and the server freed it) and perhaps taken by a run that is recording itself."""
+    if client.read_global_concurrency_limit_by_name(target_concurrency_limit(target)).active_slots == 0:
+        return False
+    time.sleep(RECORD_SETTLE_SECONDS)  # a run that has just got the slot records itself within this
+    now = read_holder(client, target)
+    return (now.flow_run_id if now else None) == (gone.flow_run_id if gone else None)
 
 
 def _mark_crashed(client: SyncPrefectClient, flow_run_id: UUID, reason: str) -> bool:

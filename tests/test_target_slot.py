@@ -30,7 +30,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, Variabl
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.states import Running
+from prefect.states import Crashed, Running
 
 from dbt_pipeline.environments import target_concurrency_limit
 from dbt_pipeline.target_slot import Holder, SlotTimings, claim_variable, hold_target, read_holder, write_holder
@@ -314,7 +314,8 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
     assert [process.returncode for process in processes] == [0] * 5, "\n\n".join(outputs)
 
     spans = sorted(held_span(output) for output in outputs)
-    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), f"two runs held it: {spans}"
+    together = "\n\n".join(outputs)
+    assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans)), f"{spans}\n{together}"
     assert sum("Taking its slot" in output for output in outputs) == 1, outputs
     with prefect_client(prefect_api) as client:
         assert client.read_flow_run(dead).state_type == StateType.CRASHED
@@ -399,3 +400,42 @@ def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> Non
     assert first is not None
     assert later is not None
     assert later.heartbeat_at > first.heartbeat_at, "no heartbeat reached the API the caller set"
+
+
+def test_a_run_whose_take_over_was_overtaken_does_not_take_the_slot_again(
+    prefect_api: str, prefect_home: Path, tmp_path: Path
+) -> None:
+    """A run took a dead holder's slot over (its claim stands, the dead lease is ended), but another run got the
+    freed slot first and has not recorded itself yet: the record still names the dead run. The first run must
+    not take over again (it would free the newcomer's slot): it waits, and the slot stays counted once.
+
+    (CI caught two runs holding a target together when a run could resume its own claim.)"""
+    target = f"overtaken-{uuid4().hex[:8]}"
+    limit = target_concurrency_limit(target)
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
+        dead, newcomer, taker = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(3))
+        client.set_flow_run_state(dead, Crashed(message="taken over"), force=True)
+        client.increment_concurrency_slots_with_lease(
+            names=[limit], slots=1, mode="concurrency", lease_duration=600,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=newcomer),
+        )  # fmt: skip
+        dead_holder = Holder(dead, datetime.now(UTC) - timedelta(hours=1), uuid4())  # its lease already ended
+        write_holder(client, target, dead_holder)
+        claim = Holder(taker, datetime.now(UTC)).to_value()
+        client.create_variable(VariableCreate(name=claim_variable(target, dead_holder, 1), value=claim))
+
+    go = tmp_path / "go"
+    go.touch()
+    waiting = start_waiter(prefect_api, prefect_home, target, taker, go)
+    try:
+        time.sleep(12)  # several polls of a 20 s take-over (one every 1.7 s), after a cold start
+        assert waiting.poll() is None, waiting.communicate()[0]
+        with prefect_client(prefect_api) as client:
+            slots = client.read_global_concurrency_limit_by_name(limit).active_slots
+            assert slots == 1, "the newcomer's slot was freed"
+    finally:
+        waiting.kill()
+    output = waiting.communicate()[0]
+    assert "held" not in output, output
+    assert "Taking its slot" not in output, output
