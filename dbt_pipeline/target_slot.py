@@ -297,8 +297,7 @@ def _take_over(
 ) -> bool:
     """Free the slot of a holder that is gone, once this run holds the claim; False if the holder changed
     in the meantime (the slot was freed and taken: nothing to take over)."""
-    now = read_holder(client, target)
-    if (now.flow_run_id if now else None) != (gone.flow_run_id if gone else None):
+    if not _still_held_by(client, target, gone):
         return False
     logger.warning("Target %r was held by a run that is gone: %s. Taking its slot.", target, reason)
     if gone is not None and gone.lease_id is not None and _renew(client, gone.lease_id, timings):
@@ -319,6 +318,11 @@ def _slot_still_counted_for(client: SyncPrefectClient, target: str, gone: Holder
     if client.read_global_concurrency_limit_by_name(target_concurrency_limit(target)).active_slots == 0:
         return False
     time.sleep(RECORD_SETTLE_SECONDS)  # a run that has just got the slot records itself within this
+    return _still_held_by(client, target, gone)
+
+
+def _still_held_by(client: SyncPrefectClient, target: str, gone: Holder | None) -> bool:
+    """Whether the target's record still names the run `gone` (None: still no run)."""
     now = read_holder(client, target)
     return (now.flow_run_id if now else None) == (gone.flow_run_id if gone else None)
 
