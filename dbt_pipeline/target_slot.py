@@ -364,9 +364,12 @@ def _release(
     if holder is not None and holder.flow_run_id != me:
         logger.warning("Target %r was taken over while this run held it: leaving the slot to its new holder", target)
         return
-    client.delete_variable_by_name(holder_variable(target))
+    if holder is not None:
+        client.delete_variable_by_name(holder_variable(target))
     if _renew(client, lease_id, timings):
         client.release_concurrency_slots_with_lease(lease_id)
+    elif holder is None:  # taken over (which ended the lease) and released since: the slot may be a third run's
+        logger.warning("Target %r was taken over while this run held it, and released since", target)
     else:  # the server restarted and lost the lease: free the slot it still counts
         limit = target_concurrency_limit(target)
         client.release_concurrency_slots(names=[limit], slots=1, occupancy_seconds=max(held_seconds, 0.001))
@@ -420,7 +423,7 @@ class _Heartbeat:
             answered = time.monotonic()
             while not self.stopping.wait(self.timings.heartbeat):
                 try:
-                    taken_by = self._beat(client)
+                    taken = self._beat(client)
                     answered = time.monotonic()
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
@@ -434,9 +437,9 @@ class _Heartbeat:
                         )
                         return
                     continue
-                if taken_by is not None:
+                if taken is not None:
                     self._lose(
-                        f"target {self.target!r} was taken over by flow run {taken_by} while this run was silent "
+                        f"target {self.target!r} was taken over {taken} while this run was silent "
                         f"for more than {self.timings.takeover_after:.0f} s (the process was paused or starved)"
                     )
                     return
@@ -445,13 +448,18 @@ class _Heartbeat:
         if self.on_api_lost is not None:
             self.on_api_lost(reason)
 
-    def _beat(self, client: SyncPrefectClient) -> UUID | None:
-        """Say this run is alive; the run that took the target over, if another run has."""
+    def _beat(self, client: SyncPrefectClient) -> str | None:
+        """Say this run is alive; by whom the target was taken over, if it was."""
         holder = read_holder(client, self.target)
         if holder is not None and holder.flow_run_id != self.flow_run_id:
-            return holder.flow_run_id
+            return f"by flow run {holder.flow_run_id}"
+        lease_alive = not self.lease_lost and _renew(client, self.lease_id, self.timings)
+        if holder is None and not lease_alive:
+            # Only a holder's release deletes the record (a server restart keeps it), and a live run's lease
+            # ends with a take-over or a restart: the run that took the target over has released it since.
+            return "by another run, which has released it since"
         write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC), self.lease_id))
-        if not self.lease_lost and not _renew(client, self.lease_id, self.timings):
+        if not lease_alive and not self.lease_lost:
             self.lease_lost = True
             self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)
         return None

@@ -26,6 +26,7 @@ import duckdb
 import pytest
 import yaml
 from prefect import flow
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, StateType
 from prefect.exceptions import PrefectHTTPStatusError
@@ -33,7 +34,15 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed, Running
 
 from dbt_pipeline.environments import target_concurrency_limit
-from dbt_pipeline.target_slot import Holder, SlotTimings, claim_variable, hold_target, read_holder, write_holder
+from dbt_pipeline.target_slot import (
+    Holder,
+    SlotTimings,
+    _release,
+    claim_variable,
+    hold_target,
+    read_holder,
+    write_holder,
+)
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
@@ -282,6 +291,15 @@ def slot_holder() -> None:
     """Only its flow runs are used: the runs that hold or wait for the test's target."""
 
 
+def take_slot(client: SyncPrefectClient, limit: str, flow_run_id: UUID) -> UUID:
+    """Count `limit`'s slot for `flow_run_id`, as a run does when it gets its target; its lease."""
+    taken = client.increment_concurrency_slots_with_lease(
+        names=[limit], slots=1, mode="concurrency", lease_duration=600,
+        holder=ConcurrencyLeaseHolder(type="flow_run", id=flow_run_id),
+    )  # fmt: skip
+    return UUID(taken.json()["lease_id"])
+
+
 @pytest.mark.parametrize("claim_left_behind", [False, True], ids=["first-claim", "after-a-claimant-died"])
 def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
     prefect_api: str, prefect_home: Path, tmp_path: Path, claim_left_behind: bool
@@ -295,11 +313,7 @@ def test_runs_waiting_on_a_dead_holder_take_its_slot_over_one_at_a_time(
     with prefect_client(prefect_api) as client:
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
         dead, *waiters = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(6))
-        taken = client.increment_concurrency_slots_with_lease(
-            names=[limit], slots=1, mode="concurrency", lease_duration=600,
-            holder=ConcurrencyLeaseHolder(type="flow_run", id=dead),
-        )  # fmt: skip
-        dead_lease = UUID(taken.json()["lease_id"])
+        dead_lease = take_slot(client, limit, dead)
         dead_holder = Holder(dead, datetime.now(UTC) - timedelta(hours=1), dead_lease)
         write_holder(client, target, dead_holder)
         if claim_left_behind:
@@ -341,17 +355,18 @@ def wait_for_holder(api: str, target: str, flow_run_id: UUID, process: Popen[str
         time.sleep(0.5)
 
 
+@pytest.mark.parametrize("taker_done", [False, True], ids=["taker-holding", "taker-done"])
 def test_a_run_paused_past_the_take_over_stops_once_it_finds_its_target_taken(
-    prefect_api: str, prefect_home: Path, tmp_path: Path
+    prefect_api: str, prefect_home: Path, tmp_path: Path, taker_done: bool
 ) -> None:
     """A holder frozen (SIGSTOP: a laptop asleep, a starved container) for longer than the take-over delay is
-    taken over by a waiting run; when it wakes up, its next heartbeat finds the record naming the new holder and
-    it stops (exit non-zero, the new holder named) instead of writing itself back and running beside it."""
+    taken over by a waiting run; when it wakes up, its next heartbeat finds the record naming the new holder, or
+    no record at all once the taker has finished, and it stops (exit non-zero) instead of writing itself back and
+    running beside the next run, its slot no longer counted."""
     target = f"paused-{uuid4().hex[:8]}"
+    limit = target_concurrency_limit(target)
     with prefect_client(prefect_api) as client:
-        client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
-        )
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
         paused_run, waiting_run = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(2))
     go = tmp_path / "go"
     go.touch()
@@ -360,8 +375,10 @@ def test_a_run_paused_past_the_take_over_stops_once_it_finds_its_target_taken(
     try:
         wait_for_holder(prefect_api, target, paused_run, paused)
         paused.send_signal(signal.SIGSTOP)
-        waiting = start_waiter(prefect_api, prefect_home, target, waiting_run, go, hold_for=15)
+        waiting = start_waiter(prefect_api, prefect_home, target, waiting_run, go, hold_for=1 if taker_done else 15)
         wait_for_holder(prefect_api, target, waiting_run, waiting)  # after the take-over delay
+        if taker_done:
+            waiting.wait(timeout=60)
         paused.send_signal(signal.SIGCONT)
         paused_output = paused.communicate(timeout=60)[0]
         waiting_output = waiting.communicate(timeout=120)[0]
@@ -370,12 +387,33 @@ def test_a_run_paused_past_the_take_over_stops_once_it_finds_its_target_taken(
             if process is not None and process.poll() is None:
                 process.kill()
     assert paused.returncode == 3, paused_output
-    assert f"stopping: target {target!r} was taken over by flow run {waiting_run}" in paused_output
+    taken_by = "another run, which has released it since" if taker_done else f"flow run {waiting_run}"
+    assert f"stopping: target {target!r} was taken over by {taken_by}" in paused_output
     assert "freed" not in paused_output
     assert waiting.returncode == 0, waiting_output
     assert "Taking its slot" in waiting_output
     with prefect_client(prefect_api) as client:
         assert client.read_flow_run(paused_run).state_type == StateType.CRASHED
+        if taker_done:
+            assert read_holder(client, target) is None, "the paused run wrote itself back as the holder"
+            assert client.read_global_concurrency_limit_by_name(limit).active_slots == 0
+
+
+def test_a_run_taken_over_and_released_since_leaves_the_next_holders_slot_alone(prefect_api: str) -> None:
+    """A run paused past its take-over may end its block before a heartbeat notices: on the way out it finds no
+    record and its lease ended (the taker did both). The slot it sees counted is a third run's, which has not
+    recorded itself yet: freeing it would let a fourth run in beside the third."""
+    target = f"released-{uuid4().hex[:8]}"
+    limit = target_concurrency_limit(target)
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
+        overtaken, third = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(2))
+        lease = take_slot(client, limit, overtaken)
+        client.release_concurrency_slots_with_lease(lease)  # the take-over ended the overtaken run's lease
+        take_slot(client, limit, third)
+    with temporary_settings({PREFECT_API_URL: prefect_api}), prefect_client(prefect_api) as client:
+        _release(client, target, overtaken, lease, 30.0, logging.getLogger("slot"), SlotTimings())
+        assert client.read_global_concurrency_limit_by_name(limit).active_slots == 1, "the third run's slot was freed"
 
 
 def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> None:
@@ -416,10 +454,7 @@ def test_a_run_whose_take_over_was_overtaken_does_not_take_the_slot_again(
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit, limit=1))
         dead, newcomer, taker = (client.create_flow_run(slot_holder, state=Running()).id for _ in range(3))
         client.set_flow_run_state(dead, Crashed(message="taken over"), force=True)
-        client.increment_concurrency_slots_with_lease(
-            names=[limit], slots=1, mode="concurrency", lease_duration=600,
-            holder=ConcurrencyLeaseHolder(type="flow_run", id=newcomer),
-        )  # fmt: skip
+        take_slot(client, limit, newcomer)
         dead_holder = Holder(dead, datetime.now(UTC) - timedelta(hours=1), uuid4())  # its lease already ended
         write_holder(client, target, dead_holder)
         claim = Holder(taker, datetime.now(UTC)).to_value()
