@@ -34,6 +34,22 @@ REGRESSION_MIN_SECONDS = 1.0
 _TEST_TYPES = ("test", "unit_test")
 
 
+def node_name(unique_id: str) -> str:
+    """A node's name from its unique id (`model.shop.orders` -> `orders`)."""
+    parts = unique_id.split(".")
+    return parts[2] if len(parts) >= 3 else unique_id
+
+
+def seconds_text(seconds: float) -> str:
+    """A duration as a user reads it: 0.04 s, 2.3 s, 4 min 05 s."""
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
 @dataclass(frozen=True)
 class Lineage:
     """dbt's parent links of a project, as the manifest has them.

@@ -36,12 +36,12 @@ from dbt_pipeline.run_history import (
     compare,
     critical_path,
     executed_durations,
+    node_name,
     read_previous_run,
+    seconds_text,
 )
 from dbt_pipeline.run_summary import RunSummary
-from prefect_flows import timeline as timeline_chart
 from prefect_flows.last_good_state import NodeReuse
-from prefect_flows.timeline import node_name, seconds_text
 
 # The regressions the report lists, slowest-down first; the rest are counted.
 MAX_REGRESSIONS_LISTED = 30
@@ -230,7 +230,11 @@ def serve_docs_command(docs_dir: Path) -> str:
 def render_timeline(
     steps: Sequence[StepReport], *, lineage: Lineage | None = None, critical: CriticalPath | None = None
 ) -> str:
-    """The run's timeline as SVG (prefect_flows.timeline): nodes by kind, the critical path outlined."""
+    """The run's timeline as SVG (prefect_flows.timeline): nodes by kind, the critical path outlined.
+
+    Imported here: altair and vl-convert cost every run's start-up 0.2 s, a run with nothing to draw too."""
+    from prefect_flows import timeline as timeline_chart
+
     return timeline_chart.render_timeline(
         [timeline_chart.StepNodes(step.name, step.result.nodes, step.judged) for step in steps if step.result],
         lineage=lineage,

@@ -36,7 +36,7 @@ import vl_convert
 
 from dbt_pipeline.dbt_invocation import NodeResult
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
-from dbt_pipeline.run_history import CriticalPath, Lineage
+from dbt_pipeline.run_history import CriticalPath, Lineage, node_name, seconds_text
 
 # The status colours (the legend's order).
 STATUS_COLOURS = {"passed": "#2e9e5b", "warned": "#d9a400", "failed": "#d93025", "skipped": "#9aa0a6"}
@@ -391,16 +391,6 @@ def _duration_text(node: _Node) -> str:
     return duration if node.status == "passed" else f"{node.result.status} · {duration}"
 
 
-def seconds_text(seconds: float) -> str:
-    """A duration as a user reads it: 0.04 s, 2.3 s, 4 min 05 s."""
-    if seconds < 1:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s"
-
-
 def _label_expression(labels: Mapping[str, str]) -> str:
     """The y axis shows each row's label, not its key (keys are unique ids and lane slots)."""
     return f"{json.dumps(dict(labels))}[datum.value]"
@@ -539,12 +529,6 @@ def _wrapped(words: Sequence[str], width: int = _LINE_CHARACTERS) -> list[str]:
         else:
             lines.append(f"→ {word}")
     return lines
-
-
-def node_name(unique_id: str) -> str:
-    """A node's name from its unique id (`model.shop.orders` -> `orders`)."""
-    parts = unique_id.split(".")
-    return parts[2] if len(parts) >= 3 else unique_id
 
 
 def _short(name: str) -> str:

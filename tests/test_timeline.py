@@ -19,14 +19,13 @@ from typing import Any
 import pytest
 
 from dbt_pipeline.dbt_invocation import NodeResult
-from dbt_pipeline.run_history import CriticalPath, Lineage, critical_path, executed_durations
+from dbt_pipeline.run_history import CriticalPath, Lineage, critical_path, executed_durations, seconds_text
 from prefect_flows.timeline import (
     MAX_NAMED_ROWS,
     SLOWEST_NAMED,
     STATUS_COLOURS,
     StepNodes,
     render_timeline,
-    seconds_text,
     svg_to_png,
     timeline_spec,
 )
