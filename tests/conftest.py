@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from dbt_pipeline.target_slot import SlotTimings
+from tests.commands import run_in_process
 from tests.postgres_server import PostgresServer, running_postgres
 from tests.prefect_server import PREFECT, PrefectServer
 
@@ -80,8 +81,13 @@ class Workspace:
             [sys.executable, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
-    def setup(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = self.run("-m", "infrastructure.setup_profiles", *args)
+    def setup(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """The setup command with `args`, which must succeed: in this process (tests/commands.py), or with
+        `process` as a user starts it."""
+        if process:
+            result = self.run("-m", "infrastructure.setup_profiles", *args)
+        else:
+            result = run_in_process("setup", args, self.env)
         assert result.returncode == 0, result.stderr + result.stdout
         return result
 

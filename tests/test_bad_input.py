@@ -12,19 +12,14 @@ value, the rule, the line) is checked where the file is read: tests/test_environ
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
 import re
 import shutil
-import signal
 import subprocess
-import traceback
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path
-from types import FrameType
 
 import pytest
 import yaml
@@ -33,10 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.selection import check_selection
+from tests.commands import COMMAND_LINES, TIMEOUT, call_main, run_in_process
 from tests.conftest import Workspace, copy_example_project
 from tests.prefect_api import PAGE, every_page, prefect_client
 
-TIMEOUT = 300  # a preflight failure takes seconds; a hang must not stall the suite
 READY = "bad-input-ready"  # a DuckDB target whose blocks exist, for the pipeline's own checks
 GCP_PROJECT = "acme-data-123"
 
@@ -51,58 +46,8 @@ URL_RULE = re.compile(r"http://.*https://|https://.*http://")  # "must start wit
 # --------------------------------------------------------------------------------------------------
 # The commands, run as their entry points run them.
 
-# Each command's `main(argv)` (what `sys.exit(main())` calls) and its command line as a user types it.
-MAINS = {
-    "setup": "infrastructure.setup_profiles.cli",
-    "pipeline": "prefect_flows.pipeline",
-    "doctor": "infrastructure.doctor.checks",
-}
-COMMAND_LINES = {
-    "setup": ("-m", "infrastructure.setup_profiles"),
-    "pipeline": ("prefect_flows/pipeline.py",),
-    "doctor": ("-m", "infrastructure.doctor"),
-}
 # How each command says it failed, once: the one message a refusal must consist of.
 FAILED = {"setup": "setup_profiles: ", "pipeline": "pipeline-dbt-complet failed: ", "doctor": "[FAIL]"}
-
-
-class CommandTimeoutError(Exception):
-    """A command run in this process took longer than TIMEOUT."""
-
-
-@contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the main thread after `seconds` (a hang must fail its test, not stall the suite)."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        msg = f"no answer within {seconds:g} s"
-        raise CommandTimeoutError(msg)
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def call_main(command: str, args: Sequence[str]) -> tuple[int, str]:
-    """Call `command`'s main(args) as its entry point does; return the exit code, and the traceback if one escaped.
-
-    What `sys.exit(main())` would turn into a process's exit: the code main returns, or the one
-    SystemExit carries (argparse exits 2), or 1 and a traceback on stderr for any other exception.
-    """
-    try:
-        with time_limit(TIMEOUT):
-            code = importlib.import_module(MAINS[command]).main(list(args))
-    except SystemExit as exit_:
-        if exit_.code is None or isinstance(exit_.code, int):
-            return exit_.code or 0, ""
-        return 1, f"{exit_.code}\n"
-    except Exception:
-        return 1, traceback.format_exc()
-    return code, ""
 
 
 @dataclass
@@ -147,10 +92,9 @@ def commands(
 
 def set_up_blocks(prefect_api: str, environments_file: Path) -> None:
     """`python -m infrastructure.setup_profiles --blocks-only`, in this process, for a fixture's targets."""
-    output = StringIO()
-    with temporary_settings({PREFECT_API_URL: prefect_api}), redirect_stdout(output), redirect_stderr(output):
-        code, escaped = call_main("setup", ["--blocks-only", "--environments-file", str(environments_file)])
-    assert code == 0, output.getvalue() + escaped
+    variables = {**os.environ, "PREFECT_API_URL": prefect_api}
+    result = run_in_process("setup", ["--blocks-only", "--environments-file", str(environments_file)], variables)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,8 +45,10 @@ def key_file(tmp_path: Path) -> tuple[Path, str]:
 def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(
     workspace: Workspace, dbt_project: Path, api: None
 ) -> None:
-    """Setup creates dbt-cli-profile-dev and dbt/profiles.yml; a second run changes nothing and says so."""
-    first = workspace.setup()
+    """Setup creates dbt-cli-profile-dev and dbt/profiles.yml; a second run changes nothing and says so.
+
+    Both as a user starts the command (a process), where the other tests of the setup call it in-process."""
+    first = workspace.setup(process=True)
     assert "created       dbt-cli-profile-dev" in first.stdout or "updated       dbt-cli-profile-dev" in first.stdout
     assert "created       targets: dev" in first.stdout
 
@@ -61,7 +63,7 @@ def test_first_run_creates_dev_block_and_profiles_then_changes_nothing(
     assert document["shop_analytics"]["outputs"]["dev"]["type"] == "duckdb"
     before = profiles.stat().st_mtime_ns
 
-    second = workspace.setup()
+    second = workspace.setup(process=True)
     assert "unchanged     dbt-cli-profile-dev" in second.stdout
     assert "Nothing to change" in second.stdout
     assert profiles.stat().st_mtime_ns == before
