@@ -25,6 +25,23 @@ pytest_plugins = ("tests.emulators",)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PROJECT = REPO / "dbt"
+TESTS = REPO / "tests"
+
+
+# The test files that take a worker over a minute each (--durations in CI), longest first. Each worker takes a
+# whole file at a time (--dist loadfile); started first, they end before the short files, which fill the gaps
+# (with xdist's default order, by number of tests, a long file could start last and run alone at the end).
+LONGEST_FIRST = (
+    "test_target_slot.py", "test_bigquery.py", "test_interrupts.py", "test_first_command.py", "test_crashes.py",
+    "test_screenshots.py", "test_pipeline.py", "test_alerts.py", "test_deployments.py", "test_retry_failed.py",
+    "test_packages.py", "test_changed_only.py", "test_bigquery_interrupts.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the longest test files first (LONGEST_FIRST, paths under tests/), the others in their usual order."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.relative_to(TESTS).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")
