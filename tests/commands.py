@@ -13,6 +13,8 @@ import importlib
 import os
 import signal
 import subprocess
+import tempfile
+import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -79,18 +81,24 @@ def call_main(command: str, args: Sequence[str]) -> tuple[int, str]:
 def environment(variables: Mapping[str, str]) -> Iterator[None]:
     """`os.environ` as `variables` for the block (what a process started with them would see), then as it was.
 
-    PREFECT_API_URL also goes through Prefect's settings, which Prefect reads once, at import.
+    PREFECT_API_URL also goes through Prefect's settings, which Prefect reads once, at import; it must be set (with
+    none, Prefect would start its temporary server inside the test's process). Temporary files go to the TMPDIR of
+    `variables`, as a process's would. Only in the main thread: another thread would see the environment change.
     """
-    saved = dict(os.environ)
+    assert threading.current_thread() is threading.main_thread(), "in-process commands run in the main thread only"
+    api = variables.get("PREFECT_API_URL")
+    assert api, "an in-process command needs PREFECT_API_URL: run the command as a process to test without one"
+    saved, saved_tempdir = dict(os.environ), tempfile.tempdir
     os.environ.clear()
     os.environ.update(variables)
+    tempfile.tempdir = None  # computed again, from TMPDIR
     try:
-        api = variables.get("PREFECT_API_URL")
-        with temporary_settings({PREFECT_API_URL: api} if api else {}):
+        with temporary_settings({PREFECT_API_URL: api}):
             yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        tempfile.tempdir = saved_tempdir
 
 
 def run_in_process(command: str, args: Sequence[str], variables: Mapping[str, str]) -> subprocess.CompletedProcess[str]:

@@ -107,7 +107,9 @@ def deployed(deployment_workspace: Workspace) -> Iterator[Deployed]:
     The worker is stopped at the end of the module, whatever happened.
     """
     with ThreadPoolExecutor(max_workers=1) as background:
-        setup = background.submit(deployment_workspace.setup)  # the blocks, meanwhile: independent of the rest
+        # The blocks, meanwhile (independent of the rest), in a process: in this one it would change os.environ under
+        # the other commands.
+        setup = background.submit(deployment_workspace.setup, process=True)
         created = deployment_workspace.prefect("work-pool", "create", POOL, "--type", "process", "--overwrite")
         assert created.returncode == 0, created.stdout + created.stderr
         prefect_yaml = (REPO / "prefect.yaml").read_bytes()

@@ -224,7 +224,7 @@ def secret_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.Te
         # The discard port: nothing listens, so the alert fails and its failure path is exercised too.
         SLACK_WEBHOOK_URL=f"http://127.0.0.1:9/services/T000/B000/{webhook_marker}",
     )
-    setup = workspace.setup()
+    setup = workspace.setup(process=True)  # the command as it runs, secrets and all
     with ProfileWatcher(root / "tmp") as watcher:
         pipeline = workspace.pipeline(
             "--target", DUCKDB_TARGET, "--select", "raw_stores broken_revenue", "--retries", "0"
@@ -396,7 +396,7 @@ def postgres_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.
         )
         with temporary_settings({PREFECT_API_URL: prefect_api}):
             Secret(value=password).save(POSTGRES_SECRET_BLOCK, overwrite=True)
-        setup = workspace.setup()
+        setup = workspace.setup(process=True)  # the command as it runs, secrets and all
         pipeline = workspace.pipeline(
             "--target", POSTGRES_TARGET, "--select", "raw_stores broken_revenue", "--retries", "0"
         )
