@@ -439,8 +439,8 @@ class _Heartbeat:
                     continue
                 if taken is not None:
                     self._lose(
-                        f"target {self.target!r} was taken over {taken} while this run was silent "
-                        f"for more than {self.timings.takeover_after:.0f} s (the process was paused or starved)"
+                        f"target {self.target!r} was taken over while this run was silent for more than "
+                        f"{self.timings.takeover_after:.0f} s (the process was paused or starved): {taken}"
                     )
                     return
 
@@ -449,15 +449,15 @@ class _Heartbeat:
             self.on_api_lost(reason)
 
     def _beat(self, client: SyncPrefectClient) -> str | None:
-        """Say this run is alive; by whom the target was taken over, if it was."""
+        """Say this run is alive; who has the target now, if another run took it over."""
         holder = read_holder(client, self.target)
         if holder is not None and holder.flow_run_id != self.flow_run_id:
-            return f"by flow run {holder.flow_run_id}"
+            return f"flow run {holder.flow_run_id} holds it"
         lease_alive = not self.lease_lost and _renew(client, self.lease_id, self.timings)
         if holder is None and not lease_alive:
             # Only a holder's release deletes the record (a server restart keeps it), and a live run's lease
             # ends with a take-over or a restart: the run that took the target over has released it since.
-            return "by another run, which has released it since"
+            return "the run that took it over has released it since"
         write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC), self.lease_id))
         if not lease_alive and not self.lease_lost:
             self.lease_lost = True
