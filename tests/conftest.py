@@ -99,9 +99,9 @@ class Workspace:
         )
 
     def setup(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
-        """The setup command with `args`, which must succeed: in this process (tests/commands.py), or with
-        `process` as a user starts it."""
-        if process:
+        """The setup command with `args`, which must succeed: in this process (tests/commands.py), or as a user
+        starts it with `process`, or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
+        if process or "PREFECT_API_URL" not in self.env:
             result = self.run("-m", "infrastructure.setup_profiles", *args)
         else:
             result = run_in_process("setup", args, self.env)
