@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +25,9 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.selection import check_selection
-from tests.commands import COMMAND_LINES, TIMEOUT, call_main, run_in_process
+from tests.commands import COMMAND_LINES, TIMEOUT, run_in_process
 from tests.conftest import Workspace, copy_example_project
 from tests.prefect_api import PAGE, every_page, prefect_client
 
@@ -54,40 +53,30 @@ FAILED = {"setup": "setup_profiles: ", "pipeline": "pipeline-dbt-complet failed:
 class Commands:
     """The repository's commands against the session's Prefect server, with the workspace's environments file.
 
-    `run` calls a command's main(argv) in this process; with `process=True` it starts the command
-    as a user types it. `setenv` and `delenv` set the command's environment for either way.
+    `run` calls a command's main(argv) in this process (tests/commands.py); with `process=True` it starts
+    the command as a user types it. Both run with the workspace's environment, which `setenv` and `delenv` set.
     """
 
     workspace: Workspace
-    capsys: pytest.CaptureFixture[str]
-    monkeypatch: pytest.MonkeyPatch
 
     def setenv(self, name: str, value: str) -> None:
         self.workspace.env[name] = value
-        self.monkeypatch.setenv(name, value)
 
     def delenv(self, name: str) -> None:
         self.workspace.env.pop(name, None)
-        self.monkeypatch.delenv(name, raising=False)
 
     def run(self, command: str, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         if process:
             return self.workspace.run(*COMMAND_LINES[command], *args, timeout=TIMEOUT)
-        self.capsys.readouterr()  # this command's output only
-        code, escaped = call_main(command, args)
-        stdout, stderr = self.capsys.readouterr()
-        return subprocess.CompletedProcess([command, *args], code, stdout, stderr + escaped)
+        return run_in_process(command, args, self.workspace.env)
 
 
 @pytest.fixture
-def commands(
-    workspace: Workspace, prefect_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Commands]:
+def commands(workspace: Workspace) -> Commands:
     """The commands, run with the workspace's environments file, against the session's Prefect server."""
-    commands = Commands(workspace, capsys, monkeypatch)
+    commands = Commands(workspace)
     commands.setenv("PIPELINE_ENVIRONMENTS_FILE", str(workspace.environments_file))
-    with temporary_settings({PREFECT_API_URL: prefect_api}):  # Prefect reads its settings once, at import
-        yield commands
+    return commands
 
 
 def set_up_blocks(prefect_api: str, environments_file: Path) -> None:
