@@ -411,7 +411,7 @@ def test_a_run_taken_over_and_released_since_leaves_the_next_holders_slot_alone(
         lease = take_slot(client, limit, overtaken)
         client.release_concurrency_slots_with_lease(lease)  # the take-over ended the overtaken run's lease
         take_slot(client, limit, third)
-    with temporary_settings({PREFECT_API_URL: prefect_api}), prefect_client(prefect_api) as client:
+    with prefect_client(prefect_api) as client:
         _release(client, target, overtaken, lease, 30.0, logging.getLogger("slot"), SlotTimings())
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 1, "the third run's slot was freed"
 
