@@ -1,6 +1,7 @@
 """The README's first command, exactly as written, where new users meet it: a fresh clone, a fresh
-PREFECT_HOME, PYTHONDONTWRITEBYTECODE=1 (as in many container images and CI runners) and the core it
-runs on busy with other work. Nothing is exported for it: what makes it robust must be in the repository.
+PREFECT_HOME, PYTHONDONTWRITEBYTECODE=1 (as in many container images and CI runners) and half of one core
+(tests/cpu_quota.py), as on a machine busy with other work. Nothing is exported for it: what makes it
+robust must be in the repository.
 
 It runs on the Python that runs the suite (uv is told which interpreter through UV_PYTHON), so the
 suite run on Python 3.13 checks the first command on 3.13.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +20,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO
+from tests.cpu_quota import half_a_core
 
 # What the setup and a pipeline run may take on a busy 2-core machine, install of the project's
 # virtual environment included (from uv's cache, byte-compiled). A bound, not a benchmark.
@@ -67,35 +68,20 @@ def new_users_environment(prefect_home: Path) -> dict[str, str]:
     }
 
 
-# The command and a spinner share one core: a busy machine, with none of its cores to spare. Harsher for the
-# command than two spinners on two cores (it gets half a core, not about two thirds), and it leaves the other
-# core to the rest of the suite, which two spinners took from it for two minutes.
-BUSY_CORE = ("taskset", "--cpu-list", "0")
-
-
 @pytest.fixture
-def busy_core() -> Iterator[None]:
-    """A process that keeps the core the command runs on busy while the test runs (and stops by itself within its
-    bound)."""
-    spinner = subprocess.Popen(
-        [*BUSY_CORE, "timeout", str(FIRST_COMMAND_TIMEOUT_SECONDS), sys.executable, "-c", "while True: pass"],
-        start_new_session=True,
-    )
-    try:
-        yield
-    finally:
-        # The whole group: killing `timeout` alone would leave its spinner running, orphaned, for good.
-        os.killpg(spinner.pid, signal.SIGKILL)
-        spinner.wait()
+def busy_core() -> Iterator[tuple[str, ...]]:
+    """The prefix that runs the command on half of one core, as when its core is busy with other work."""
+    with half_a_core(FIRST_COMMAND_TIMEOUT_SECONDS) as prefix:
+        yield prefix
 
 
-def test_first_command_on_a_fresh_clone_of_a_busy_machine(tmp_path: Path, busy_core: None) -> None:
+def test_first_command_on_a_fresh_clone_of_a_busy_machine(tmp_path: Path, busy_core: tuple[str, ...]) -> None:
     """Setup then a full run of the example project: exit 0, no time-out, no traceback, the warehouse built."""
     clone = fresh_clone(tmp_path / "clone")
     command = readme_command(1)
     assert command.startswith("pip install uv && uv run python -m infrastructure.setup_profiles")
     result = subprocess.run(
-        [*BUSY_CORE, "bash", "-c", command], cwd=clone, env=new_users_environment(tmp_path / "prefect-home"),
+        [*busy_core, "bash", "-c", command], cwd=clone, env=new_users_environment(tmp_path / "prefect-home"),
         capture_output=True, text=True, timeout=FIRST_COMMAND_TIMEOUT_SECONDS,
     )  # fmt: skip
     output = result.stdout + result.stderr
