@@ -88,7 +88,7 @@ def render_markdown(
     *,
     title: str,
     steps: Sequence[StepReport],
-    timeline: str,
+    timeline: str | None,
     timeline_path: Path,
     reuse: Sequence[NodeReuse] = (),
     nodes_url: str | None = None,
@@ -137,9 +137,12 @@ def render_markdown(
             "",
             f"Serve them: `{serve_docs_command(docs.parent)}`",
         ]
-    image = f"![timeline of the run's nodes by kind, the critical path outlined]({_data_uri(timeline)})"
-    lines += ["", "## Timeline", "", image, ""]
-    lines.append(f"Saved as `{timeline_path}`.")
+    lines += ["", "## Timeline", ""]
+    if timeline is None:
+        lines.append("No node was built or tested: nothing to draw.")
+    else:
+        image = f"![timeline of the run's nodes by kind, the critical path outlined]({_data_uri(timeline)})"
+        lines += [image, "", f"Saved as `{timeline_path}`."]
     table = f"[the node table]({nodes_url})" if nodes_url else "the node table artifact of this flow run"
     lines += ["", "## Nodes", "", f"Every node, failures first, then slowest: {table}."]
     return "\n".join(lines) + "\n"
@@ -229,10 +232,14 @@ def serve_docs_command(docs_dir: Path) -> str:
 
 def render_timeline(
     steps: Sequence[StepReport], *, lineage: Lineage | None = None, critical: CriticalPath | None = None
-) -> str:
+) -> str | None:
     """The run's timeline as SVG (prefect_flows.timeline): nodes by kind, the critical path outlined.
 
-    Imported here: altair and vl-convert cost every run's start-up 0.2 s, a run with nothing to draw too."""
+    None for a run that built and tested no node (a compared run with nothing to build, or one that failed
+    before its first node): source freshness alone is a table, not a chart, and drawing it cost such a run
+    half a second, a tenth of its time. Imported here: altair and vl-convert cost 0.2 s more."""
+    if not any(step.judged and step.result and step.result.nodes for step in steps):
+        return None
     from prefect_flows import timeline as timeline_chart
 
     return timeline_chart.render_timeline(
@@ -325,11 +332,12 @@ def _when(generated_at: str | None) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if moment.tzinfo else f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def write_report(directory: Path, markdown: str, timeline: str, table: list[dict[str, object]]) -> None:
-    """Save the report, its timeline and the node table beside the run's dbt artifacts."""
+def write_report(directory: Path, markdown: str, timeline: str | None, table: list[dict[str, object]]) -> None:
+    """Save the report, its timeline (if the run has one) and the node table beside the run's dbt artifacts."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.md").write_text(markdown, encoding="utf-8")
-    (directory / "timeline.svg").write_text(timeline, encoding="utf-8")
+    if timeline is not None:
+        (directory / "timeline.svg").write_text(timeline, encoding="utf-8")
     (directory / "nodes.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
 
 

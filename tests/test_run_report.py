@@ -117,6 +117,12 @@ FAILED_RUN = (
 )
 
 
+def drawn(svg: str | None) -> str:
+    """The timeline of a run that built or tested nodes (render_timeline draws none otherwise)."""
+    assert svg is not None
+    return svg
+
+
 def markdown(steps: tuple[StepReport, ...] = FAILED_RUN, timeline_path: Path = TIMELINE_PATH) -> str:
     return render_markdown(title="The title", steps=steps, timeline="<svg/>", timeline_path=timeline_path)
 
@@ -216,7 +222,7 @@ def test_report_shows_bigquery_bytes_only_when_billed() -> None:
 
 def test_report_embeds_the_timeline_and_says_where_it_is_saved() -> None:
     """The SVG is inlined as a data URI (an artifact cannot link to a local file); its path is given."""
-    svg = render_timeline(FAILED_RUN)
+    svg = drawn(render_timeline(FAILED_RUN))
     report = render_markdown(title="t", steps=FAILED_RUN, timeline=svg, timeline_path=TIMELINE_PATH)
     match = re.search(
         r"!\[timeline of the run's nodes by kind, the critical path outlined\]"
@@ -350,7 +356,7 @@ PARSE = StepReport(
 def test_timeline_names_the_nodes_and_lanes_a_user_knows() -> None:
     """Every seed and model is named (the failed one with its status, the skipped one as skipped), lanes are kinds
     of node, never dbt's thread names."""
-    written = texts(render_timeline(FAILED_RUN))
+    written = texts(drawn(render_timeline(FAILED_RUN)))
     assert {"raw_orders", "raw_stores", "orders", "revenue", "margins", "SEEDS (2)", "MODELS (3)"} <= set(written)
     assert "error · 1.5 s" in written
     assert "skipped" in written
@@ -368,7 +374,7 @@ def test_run_lineage_comes_from_the_parse_steps_manifest() -> None:
 def test_timeline_outlines_the_critical_path_given() -> None:
     lineage = run_lineage((PARSE, *FAILED_RUN))
     critical = CriticalPath(("seed.shop.raw_orders", "model.shop.orders"), 2.5)
-    written = texts(render_timeline(FAILED_RUN, lineage=lineage, critical=critical))
+    written = texts(drawn(render_timeline(FAILED_RUN, lineage=lineage, critical=critical)))
     assert "Critical path (outlined) 2.5 s, 2 nodes: raw_orders → orders" in written
 
 
@@ -524,6 +530,23 @@ def test_cell_cuts_long_text_with_an_ellipsis() -> None:
 
 # --------------------------------------------------------------------------------------------------
 # Files.
+
+
+def test_a_run_that_built_and_tested_nothing_has_no_timeline(tmp_path: Path) -> None:
+    """A compared run with nothing to build checked its sources' freshness and stopped: the freshness table says
+    what it found, a chart of three queries would say nothing more (and cost the run half a second)."""
+    freshness = command("dbt source freshness --target dev", node("source.shop.orders", "pass"))
+    steps = (
+        StepReport("parse", command("dbt parse --target dev")),
+        StepReport("source-freshness", freshness, judged=False),
+        StepReport("run", None, needless=True),
+    )
+    assert render_timeline(steps) is None
+    report = render_markdown(title="t", steps=steps, timeline=None, timeline_path=TIMELINE_PATH)
+    assert "## Timeline\n\nNo node was built or tested: nothing to draw." in report
+    assert "Saved as" not in report
+    write_report(tmp_path, report, None, node_table(steps))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["nodes.json", "report.md"]
 
 
 def test_run_directory_is_beside_the_targets_dbt_artifacts(tmp_path: Path) -> None:
