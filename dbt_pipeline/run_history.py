@@ -40,6 +40,11 @@ def node_name(unique_id: str) -> str:
     return parts[2] if len(parts) >= 3 else unique_id
 
 
+def nodes_text(count: int) -> str:
+    """A count of nodes as a user reads it: 1 node, 3 nodes."""
+    return f"{count} node{'' if count == 1 else 's'}"
+
+
 def seconds_text(seconds: float) -> str:
     """A duration as a user reads it: 0.04 s, 2.3 s, 4 min 05 s."""
     if seconds < 1:

@@ -37,6 +37,7 @@ from dbt_pipeline.run_history import (
     critical_path,
     executed_durations,
     node_name,
+    nodes_text,
     read_previous_run,
     seconds_text,
 )
@@ -100,11 +101,8 @@ def render_markdown(
     failed = [node for node in nodes if node.failed]
     counts = Counter(node.status for node in nodes)
     lines = [f"# {title}", ""]
-    lines.append(
-        f"**{len(nodes)} nodes** · "
-        + " · ".join(f"{status}: {count}" for status, count in sorted(counts.items()))
-        + f" · node time {sum(node.execution_time for node in nodes):.1f} s"
-    )
+    totals = [f"**{len(nodes)} nodes**", *(f"{status}: {count}" for status, count in sorted(counts.items()))]
+    lines.append(" · ".join([*totals, f"node time {sum(node.execution_time for node in nodes):.1f} s"]))
     billed = [node.adapter_response["bytes_billed"] for node in nodes if "bytes_billed" in node.adapter_response]
     if billed:
         processed = sum(node.adapter_response.get("bytes_processed") or 0 for node in nodes)
@@ -255,9 +253,11 @@ def run_lineage(steps: Sequence[StepReport]) -> Lineage | None:
     return Lineage.of_manifest(manifest) if manifest is not None else None
 
 
-def _run_nodes(steps: Sequence[StepReport]) -> list[NodeResult]:
-    """Each node of the run once, as its last step reported it."""
-    return list({node.unique_id: node for step in steps if step.result for node in step.result.nodes}.values())
+def built_and_tested(steps: Sequence[StepReport]) -> list[NodeResult]:
+    """Each node the run's node steps built or tested, once, as its last step reported it: what the critical path
+    and the comparison with the last successful run are about (source freshness, a check before them, is not)."""
+    judged = (step for step in steps if step.judged and step.result)
+    return list({node.unique_id: node for step in judged if step.result for node in step.result.nodes}.values())
 
 
 def history_section(nodes: Sequence[NodeResult], critical: CriticalPath | None, previous: Path | None) -> list[str]:
@@ -283,13 +283,13 @@ def _critical_path_line(critical: CriticalPath | None, before: PreviousRun | Non
     if critical is None:
         return "**Critical path**: unknown, the run has no manifest (its parse step did not succeed)."
     if not critical.nodes:
-        return "**Critical path**: none, no node ran."
+        return "**Critical path**: none, no node was built or tested."
     then = ""
     if before is not None and before.critical_path is not None and before.critical_path.nodes:
         then = f" (last successful run: {seconds_text(before.critical_path.seconds)})"
     chain = " → ".join(f"`{node_name(unique_id)}`" for unique_id in critical.nodes)
     return (
-        f"**Critical path: {seconds_text(critical.seconds)}**{then}, {len(critical.nodes)} nodes, each built on "
+        f"**Critical path: {seconds_text(critical.seconds)}**{then}, {nodes_text(len(critical.nodes))}, each built on "
         f"the one before (the run cannot take less, whatever its threads): {chain}"
     )
 
@@ -386,7 +386,7 @@ def publish_report(
     directory = run_directory(project.path, target, run_name)
     success = all(step.succeeded for step in steps)
     lineage = run_lineage(steps)
-    nodes = _run_nodes(steps)
+    nodes = built_and_tested(steps)
     critical = critical_path(executed_durations(nodes), lineage) if lineage is not None else None
     timeline = render_timeline(steps, lineage=lineage, critical=critical)
     title = report_title(target=target, project=project.name, success=success, run_name=run_name, at=datetime.now(UTC))

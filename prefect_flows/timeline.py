@@ -36,7 +36,7 @@ import vl_convert
 
 from dbt_pipeline.dbt_invocation import NodeResult
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
-from dbt_pipeline.run_history import CriticalPath, Lineage, node_name, seconds_text
+from dbt_pipeline.run_history import CriticalPath, Lineage, node_name, nodes_text, seconds_text
 
 # The status colours (the legend's order).
 STATUS_COLOURS = {"passed": "#2e9e5b", "warned": "#d9a400", "failed": "#d93025", "skipped": "#9aa0a6"}
@@ -507,7 +507,7 @@ def _subtitle(layout: _Layout, critical: CriticalPath) -> list[str]:
         if len(names) > _CHAIN_NAMES:
             names = [*names[:2], f"({len(names) - 4} more)", *names[-2:]]
         lines += _wrapped(
-            [f"Critical path (outlined) {seconds_text(critical.seconds)}, {len(critical.nodes)} nodes:", *names]
+            [f"Critical path (outlined) {seconds_text(critical.seconds)}, {nodes_text(len(critical.nodes))}:", *names]
         )
     if layout.large:
         lines.append("Named: failed and skipped nodes, the slowest and the critical path; the others are unnamed rows.")

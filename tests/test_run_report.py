@@ -34,6 +34,7 @@ from prefect_flows import run_report
 from prefect_flows.run_report import (
     DOCS_FILES,
     StepReport,
+    built_and_tested,
     history_section,
     node_table,
     publish_report,
@@ -469,7 +470,7 @@ def test_history_with_an_unreadable_previous_run_says_why_and_goes_on(tmp_path: 
 def test_history_without_a_manifest_says_the_critical_path_is_unknown() -> None:
     lines = history_section(NODES, None, None)
     assert "**Critical path**: unknown, the run has no manifest (its parse step did not succeed)." in lines
-    assert "**Critical path**: none, no node ran." in history_section([], CriticalPath((), 0.0), None)
+    assert "**Critical path**: none, no node was built or tested." in history_section([], CriticalPath((), 0.0), None)
 
 
 def test_report_places_the_history_after_the_failures() -> None:
@@ -547,6 +548,28 @@ def test_a_run_that_built_and_tested_nothing_has_no_timeline(tmp_path: Path) -> 
     assert "Saved as" not in report
     write_report(tmp_path, report, None, node_table(steps))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["nodes.json", "report.md"]
+
+
+def test_a_run_with_no_node_totals_none_without_an_empty_field() -> None:
+    report = markdown((StepReport("parse", command("dbt parse --target dev")),))
+    assert report.splitlines()[2] == "**0 nodes** · node time 0.0 s"
+
+
+def test_the_history_is_about_what_the_node_steps_built_and_tested() -> None:
+    """Source freshness checks come before the node steps: they are in no critical path, and a run that only
+    checked them built nothing to compare (the last good state's results hold node steps only)."""
+    checked = command("dbt source freshness", node("source.shop.orders", "pass"))
+    freshness = StepReport("source-freshness", checked, judged=False)
+    assert built_and_tested((PARSE, freshness)) == []
+    retried = node("model.shop.revenue", "success", seconds=0.7)
+    retry = StepReport("run", command("dbt retry --target dev", retried))
+    nodes = built_and_tested((PARSE, freshness, *FAILED_RUN, retry))
+    assert [node.unique_id for node in nodes] == [node.unique_id for node in (*SEEDS, *MODELS)]
+    assert nodes[3] is retried  # as its last step reported it
+    critical = CriticalPath((), 0.0)
+    assert "**Critical path**: none, no node was built or tested." in history_section([], critical, None)
+    one = CriticalPath(("model.shop.orders",), 2.0)
+    assert "**Critical path: 2.0 s**, 1 node, each built on the one before" in history_section(NODES, one, None)[3]
 
 
 def test_run_directory_is_beside_the_targets_dbt_artifacts(tmp_path: Path) -> None:
