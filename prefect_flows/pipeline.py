@@ -257,7 +257,7 @@ def dbt_full_pipeline(
     artifacts = run_directory(plan.project.path, target, run_name)
     # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
     # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
-    logger.info("Waiting for target %r to be free (one run per target at a time)", target)
+    logger.info("Claiming target %r (one run per target at a time)", target)
     timings = SlotTimings(plan.environment.takeover_after_seconds)
     with (
         hold_target(target, UUID(flow_run.get_id()), logger, _stop_on_api_loss, timings),
@@ -315,7 +315,7 @@ def dbt_full_pipeline(
         reuse=reuse,
         previous=previous,
     )
-    logger.info("Run report and timeline saved in %s", artifacts)
+    logger.info("Run report saved in %s", artifacts)
     if failure is not None:
         raise failure
     # Without the parse step's manifest: Prefect walks a flow's return value (looking for futures), and a
