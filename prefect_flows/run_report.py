@@ -274,7 +274,7 @@ def history_section(nodes: Sequence[NodeResult], critical: CriticalPath | None, 
         except PreviousRunUnreadableError as error:
             reading = f"The last successful run could not be read, so nothing is compared: {error}."
     lines += [_critical_path_line(critical, before), "", reading]
-    if before is not None:
+    if before is not None and nodes:
         lines += _comparison_lines(compare(nodes, before), nodes)
     return lines
 

@@ -452,6 +452,14 @@ def test_history_of_a_run_like_the_last_one_says_nothing_changed(tmp_path: Path)
     assert "No new failure: every node that failed now also failed or did not run then." in lines
 
 
+def test_history_of_a_run_that_built_nothing_compares_nothing(tmp_path: Path) -> None:
+    """A no-change run is no evidence of a regression or a new failure: no verdict either way."""
+    previous = last_good_state(tmp_path / "state", {"model.shop.orders": ("success", 1.9)})
+    lines = history_section([], CriticalPath((), 0.0), previous)
+    assert lines[3:] == ["**Critical path**: none, no node was built or tested.", "", lines[5]]
+    assert lines[5].startswith("Last successful run: ")
+
+
 def test_history_with_an_unreadable_previous_run_says_why_and_goes_on(tmp_path: Path) -> None:
     folder = tmp_path / "state"
     folder.mkdir()
