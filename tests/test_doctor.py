@@ -26,6 +26,7 @@ def test_ready_target_passes_every_check(workspace: Workspace) -> None:
     assert code == 0, output
     for check in ("environments file", "profile block", "credentials", "dbt parse", "warehouse", "concurrency limit"):
         assert f"[ ok ] {check}" in output
+    assert "[ ok ] target              dev (duckdb, 1 thread)" in output
     assert "`dbt debug --connection --target dev` answers" in output
     assert "Ready to run." in output
 

@@ -82,7 +82,8 @@ class Doctor:
     def _target(self) -> str:
         assert self.environments is not None
         self.environment = self.environments.get(self.target)
-        return f"{self.target} ({self.environment.adapter}, {self.environment.threads} threads)"
+        threads = self.environment.threads
+        return f"{self.target} ({self.environment.adapter}, {threads} thread{'' if threads == 1 else 's'})"
 
     def _prefect_api(self) -> str:
         self.api = require_api()
