@@ -235,8 +235,8 @@ def render_timeline(
 
     None for a run that built and tested no node (a compared run with nothing to build, or one that failed
     before its first node): source freshness alone is a table, not a chart, and drawing it cost such a run
-    half a second, a tenth of its time. Imported here: altair and vl-convert cost 0.2 s more."""
-    if not any(step.judged and step.result and step.result.nodes for step in steps):
+    over a second, a fifth of its time. Imported here: altair and vl-convert cost 0.2 s more."""
+    if not built_and_tested(steps):
         return None
     from prefect_flows import timeline as timeline_chart
 
@@ -256,8 +256,8 @@ def run_lineage(steps: Sequence[StepReport]) -> Lineage | None:
 def built_and_tested(steps: Sequence[StepReport]) -> list[NodeResult]:
     """Each node the run's node steps built or tested, once, as its last step reported it: what the critical path
     and the comparison with the last successful run are about (source freshness, a check before them, is not)."""
-    judged = (step for step in steps if step.judged and step.result)
-    return list({node.unique_id: node for step in judged if step.result for node in step.result.nodes}.values())
+    nodes = {node.unique_id: node for step in steps if step.judged and step.result for node in step.result.nodes}
+    return list(nodes.values())
 
 
 def history_section(nodes: Sequence[NodeResult], critical: CriticalPath | None, previous: Path | None) -> list[str]:
