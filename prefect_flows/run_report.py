@@ -101,7 +101,7 @@ def render_markdown(
     failed = [node for node in nodes if node.failed]
     counts = Counter(node.status for node in nodes)
     lines = [f"# {title}", ""]
-    totals = [f"**{len(nodes)} nodes**", *(f"{status}: {count}" for status, count in sorted(counts.items()))]
+    totals = [f"**{nodes_text(len(nodes))}**", *(f"{status}: {count}" for status, count in sorted(counts.items()))]
     lines.append(" · ".join([*totals, f"node time {sum(node.execution_time for node in nodes):.1f} s"]))
     billed = [node.adapter_response["bytes_billed"] for node in nodes if "bytes_billed" in node.adapter_response]
     if billed:

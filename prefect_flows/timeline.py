@@ -496,7 +496,7 @@ def _step_rules(step_starts: Sequence[tuple[str, float]], span: float) -> list[a
 def _title(nodes: Sequence[_Node]) -> str:
     counts = Counter(node.status for node in nodes)
     summary = ", ".join(f"{counts[status]} {status}" for status in STATUS_COLOURS if counts[status])
-    return f"dbt nodes over time: {len(nodes)} nodes ({summary})"
+    return f"dbt nodes over time: {nodes_text(len(nodes))} ({summary})"
 
 
 def _subtitle(layout: _Layout, critical: CriticalPath) -> list[str]:

@@ -561,6 +561,8 @@ def test_a_run_that_built_and_tested_nothing_has_no_timeline(tmp_path: Path) -> 
 def test_a_run_with_no_node_totals_none_without_an_empty_field() -> None:
     report = markdown((StepReport("parse", command("dbt parse --target dev")),))
     assert report.splitlines()[2] == "**0 nodes** · node time 0.0 s"
+    one = markdown((StepReport("seed", command("dbt seed --select raw_stores", SEEDS[1])),))
+    assert one.splitlines()[2] == "**1 node** · success: 1 · node time 0.3 s"
 
 
 def test_the_history_is_about_what_the_node_steps_built_and_tested() -> None:

@@ -338,6 +338,11 @@ def test_without_lineage_the_timeline_still_draws_every_node() -> None:
     assert "TESTS (15)" in written
 
 
+def test_a_one_node_run_is_titled_in_the_singular() -> None:
+    seeded = synthetic_run(seeds=1, models=0, tests=0)
+    assert "dbt nodes over time: 1 node (1 passed)" in texts(render_timeline(seeded.steps))
+
+
 def test_timeline_of_no_timed_node_says_so() -> None:
     skipped = NodeResult("model.shop.m", "m", "model", "skipped", None, 0.0)
     assert "No node ran." in texts(render_timeline([StepNodes("run", [skipped]), StepNodes("test", [])]))
