@@ -689,7 +689,8 @@ class _SaidAtTheEnd(logging.Filter):
 def _console_says_failures_once() -> None:
     """A failure is printed once, by the command's last message (with the command that reruns what failed)."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler):
+        said = any(isinstance(installed, _SaidAtTheEnd) for installed in handler.filters)
+        if isinstance(handler, PrefectConsoleHandler) and not said:
             handler.addFilter(_SaidAtTheEnd())
 
 
