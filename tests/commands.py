@@ -1,15 +1,22 @@
 """The repository's commands called in the test's process, through the `main(argv)` their entry points call.
 
-A cold process per command spends 3-5 s of CPU importing Prefect, prefect-gcp and dbt to do a second's
-work; on a 2-core machine the suite is CPU-bound, so the fixtures that only need a command's effect (blocks
-created, a profile written) call it here. The commands stay proven as processes where that is what a test
-is about: the README's first command (tests/test_first_command.py), the setup's own file
-(tests/test_setup_profiles.py) and the cases marked `process=True` in tests/test_bad_input.py.
+A cold process per command spends 2-5 s of CPU starting Python and importing Prefect and dbt, as much as a
+short pipeline run's own work; on a 2-core machine the suite is CPU-bound, so the setup, the doctor and the
+pipeline run here by default (conftest.Workspace). What a process does at exit is done here too: every
+queued event and log line is sent before the test reads the API.
+
+The commands stay proven as processes where the process is what a test is about: the README's first command
+(tests/test_first_command.py), the setup's own file (tests/test_setup_profiles.py), the cases marked
+`process=True` in tests/test_bad_input.py, every run that is sent a signal, killed, paused or loses its API
+(started with Popen in tests/test_interrupts.py, test_crashes.py, test_target_slot.py, test_retries.py,
+test_concurrency.py; a run that loses its API ends its own process), deployment runs (a real worker starts
+them), and any command without PREFECT_API_URL (Prefect's temporary server).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,9 +28,11 @@ from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from io import StringIO
 from types import FrameType
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.context import _temporary_global_settings_context, root_settings_context
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler
 
-TIMEOUT = 300  # a preflight failure takes seconds; a hang must not stall the suite
+TIMEOUT = 600  # as for a command run as a process (conftest.Workspace.run): a hang must not stall the suite
 
 # Each command's `main(argv)` (what `sys.exit(main())` calls) and its command line as a user types it.
 MAINS = {
@@ -44,19 +53,27 @@ class CommandTimeoutError(Exception):
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the main thread after `seconds` (a hang must fail its test, not stall the suite)."""
+    """Interrupt the main thread after `seconds` (a hang must fail its test, not stall the suite).
+
+    With a signal of the tests' own (SIGUSR2, from a timer thread): the commands use SIGALRM for their time
+    limits (dbt_pipeline/interrupts.py), and an alarm of ours would be replaced, then cancelled, by theirs.
+    """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         msg = f"no answer within {seconds:g} s"
         raise CommandTimeoutError(msg)
 
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    main = threading.main_thread().ident
+    assert main is not None
+    previous = signal.signal(signal.SIGUSR2, interrupt)
+    timer = threading.Timer(seconds, signal.pthread_kill, args=(main, signal.SIGUSR2))
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        timer.cancel()
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def call_main(command: str, args: Sequence[str]) -> tuple[int, str]:
@@ -81,19 +98,20 @@ def call_main(command: str, args: Sequence[str]) -> tuple[int, str]:
 def environment(variables: Mapping[str, str]) -> Iterator[None]:
     """`os.environ` as `variables` for the block (what a process started with them would see), then as it was.
 
-    PREFECT_API_URL also goes through Prefect's settings, which Prefect reads once, at import; it must be set (with
-    none, Prefect would start its temporary server inside the test's process). Temporary files go to the TMPDIR of
-    `variables`, as a process's would. Only in the main thread: another thread would see the environment change.
+    Prefect reads its settings from the environment once, at import, into a process-wide settings context, which
+    every thread without one of its own falls back to (Prefect's log and event workers, dbt's threads): that context
+    is made again from `variables` for the block, as Prefect's own test harness does. PREFECT_API_URL must be set
+    (with none, Prefect would start its temporary server inside the test's process). Temporary files go to the
+    TMPDIR of `variables`, as a process's would. Only in the main thread: another thread would see the change.
     """
     assert threading.current_thread() is threading.main_thread(), "in-process commands run in the main thread only"
-    api = variables.get("PREFECT_API_URL")
-    assert api, "an in-process command needs PREFECT_API_URL: run the command as a process to test without one"
+    assert variables.get("PREFECT_API_URL"), "an in-process command needs PREFECT_API_URL: run it as a process"
     saved, saved_tempdir = dict(os.environ), tempfile.tempdir
     os.environ.clear()
     os.environ.update(variables)
     tempfile.tempdir = None  # computed again, from TMPDIR
     try:
-        with temporary_settings({PREFECT_API_URL: api}):
+        with _temporary_global_settings_context(root_settings_context()):
             yield
     finally:
         os.environ.clear()
@@ -101,10 +119,40 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
         tempfile.tempdir = saved_tempdir
 
 
+@contextmanager
+def console_to(stream: StringIO) -> Iterator[None]:
+    """Prefect's console handlers write to `stream` for the block: they hold the stderr they were made with."""
+    handlers = [
+        handler
+        for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    saved = [(handler.stream, handler.console.file) for handler in handlers]
+    for handler in handlers:
+        handler.stream = handler.console.file = stream
+    try:
+        yield
+    finally:
+        for handler, (stream_, file) in zip(handlers, saved, strict=True):
+            handler.stream, handler.console.file = stream_, file
+
+
+def drained() -> None:
+    """What a process does at exit: every queued event and log line sent, the workers stopped. The next command
+    gets workers of its own (Prefect keeps one per process, whatever API it was made for)."""
+    EventsWorker.drain_all()
+    APILogWorker.drain_all()
+
+
 def run_in_process(command: str, args: Sequence[str], variables: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     """`command` with `args`, as a process started with the environment `variables` would run it, in this one."""
     stdout, stderr = StringIO(), StringIO()
-    with environment(variables), redirect_stdout(stdout), redirect_stderr(stderr):
-        code, escaped = call_main(command, args)
+    with environment(variables), redirect_stdout(stdout), redirect_stderr(stderr), console_to(stderr):
+        try:
+            code, escaped = call_main(command, args)
+        finally:
+            drained()
     command_line = [*COMMAND_LINES[command], *args]
     return subprocess.CompletedProcess(command_line, code, stdout.getvalue(), stderr.getvalue() + escaped)

@@ -108,8 +108,17 @@ class Workspace:
         assert result.returncode == 0, result.stderr + result.stdout
         return result
 
-    def pipeline(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("prefect_flows/pipeline.py", *args)
+    def pipeline(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """The pipeline with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
+        if process or "PREFECT_API_URL" not in self.env:
+            return self.run("prefect_flows/pipeline.py", *args)
+        return run_in_process("pipeline", args, self.env)
+
+    def doctor(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """The doctor with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
+        if process or "PREFECT_API_URL" not in self.env:
+            return self.run("-m", "infrastructure.doctor", *args)
+        return run_in_process("doctor", args, self.env)
 
     def prefect(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
         """Run `prefect <args>` from the repository root, as a user types it."""

@@ -347,7 +347,7 @@ def test_doctor_checks_a_bigquery_target_and_gives_up_on_a_silent_endpoint(bigqu
     """The doctor passes every check of the emulator target; on an endpoint that accepts connections but never
     answers (dbt-bigquery would retry for 10 minutes), the warehouse check fails after --timeout, and the
     rendered profile, which holds the key, is removed all the same."""
-    ready = bigquery_run.workspace.run("-m", "infrastructure.doctor", "--target", TARGET)
+    ready = bigquery_run.workspace.doctor("--target", TARGET)
     assert ready.returncode == 0, ready.stdout + ready.stderr
     assert f"`dbt debug --connection --target {TARGET}` answers" in ready.stdout
 
@@ -355,7 +355,8 @@ def test_doctor_checks_a_bigquery_target_and_gives_up_on_a_silent_endpoint(bigqu
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # connections complete in the backlog; nothing ever reads or answers them
         _add_target(bigquery_run, "bq-silent", api_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}")
-        result = bigquery_run.workspace.run("-m", "infrastructure.doctor", "--target", "bq-silent", "--timeout", "5")
+        # As a process: what it leaves behind (dbt-bigquery's request, blocked on the silent socket) goes with it.
+        result = bigquery_run.workspace.doctor("--target", "bq-silent", "--timeout", "5", process=True)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert re.search(r"\[FAIL\] warehouse\s+`dbt debug --connection` got no answer within 5 s", output), output

@@ -12,7 +12,7 @@ from tests.test_postgres import postgres_environment
 
 
 def doctor(workspace: Workspace, *args: str) -> tuple[int, str]:
-    result = workspace.run("-m", "infrastructure.doctor", *args)
+    result = workspace.doctor(*args)
     return result.returncode, result.stdout + result.stderr
 
 

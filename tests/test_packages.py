@@ -143,13 +143,13 @@ def test_doctor_says_to_install_packages_then_passes(workspace: Workspace, dbt_p
     (dbt_project / "models" / "package_answer.sql").write_text(MODEL, encoding="utf-8")
     workspace.setup("--blocks-only")
 
-    before = workspace.run("-m", "infrastructure.doctor", "--target", "dev")
+    before = workspace.doctor("--target", "dev")
     assert before.returncode == 1, before.stdout + before.stderr
     assert "[FAIL] dbt parse" in before.stdout
     assert "fix: install the project's packages (a pipeline run does it first, in its deps step)" in before.stdout
     assert f"`cd {dbt_project} && dbt deps`, then run the doctor again" in before.stdout
 
     subprocess.run([str(DBT), "deps"], cwd=dbt_project, env=workspace.env, check=True, capture_output=True)
-    after = workspace.run("-m", "infrastructure.doctor", "--target", "dev")
+    after = workspace.doctor("--target", "dev")
     assert "[ ok ] dbt parse" in after.stdout, after.stdout + after.stderr
     assert "Traceback" not in after.stdout + after.stderr

@@ -130,7 +130,7 @@ def test_run_killed_with_its_server_is_taken_over_and_the_doctor_says_so(
     assert active_slots(own_server.api) == 1, "the restarted server still counts the dead run's slot"
 
     time.sleep(max(0.0, TIMINGS.takeover_after + 2 - (time.monotonic() - killed_at)))
-    doctor = slot_workspace.run("-m", "infrastructure.doctor", "--target", "dev")
+    doctor = slot_workspace.doctor("--target", "dev")
     assert doctor.returncode == 1, doctor.stdout
     assert re.search(
         r"\[FAIL\] concurrency limit   dbt-target-dev is held by a run that is gone: .*silent", doctor.stdout
