@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -48,14 +48,7 @@ _JOIN_AND_EXEC = "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid()))
 def _new_cgroup() -> Path | None:
     """A cgroup limited to half a core (cgroup v1 or v2), or None if this machine does not let us make one."""
     name = f"pipeline-tests-{uuid.uuid4().hex[:8]}"
-    quota = PERIOD_MICROSECONDS // 2
-    candidates: Sequence[tuple[Path, dict[str, str]]] = (
-        (CGROUP_V1_CPU, {"cpu.cfs_period_us": str(PERIOD_MICROSECONDS), "cpu.cfs_quota_us": str(quota)}),
-        (CGROUP_V2, {"cpu.max": f"{quota} {PERIOD_MICROSECONDS}"}),
-    )
-    for hierarchy, settings in candidates:
-        if not (hierarchy / "cgroup.procs").is_file() or not _controls_cpu(hierarchy, settings):
-            continue
+    for hierarchy, settings in _quota_hierarchies():
         cgroup = hierarchy / name
         try:
             cgroup.mkdir()
@@ -69,12 +62,14 @@ def _new_cgroup() -> Path | None:
     return None
 
 
-def _controls_cpu(hierarchy: Path, settings: dict[str, str]) -> bool:
-    """Whether a child of `hierarchy` would have the cpu controller's files (v2: only if delegated to it)."""
-    if "cpu.max" not in settings:
-        return True
-    subtree = hierarchy / "cgroup.subtree_control"
-    return subtree.is_file() and "cpu" in subtree.read_text().split()
+def _quota_hierarchies() -> Iterator[tuple[Path, dict[str, str]]]:
+    """Each hierarchy whose children have the cpu controller, with the settings of a half-core quota there."""
+    quota = PERIOD_MICROSECONDS // 2
+    if (CGROUP_V1_CPU / "cgroup.procs").is_file():  # v1: the controller's own hierarchy
+        yield CGROUP_V1_CPU, {"cpu.cfs_period_us": str(PERIOD_MICROSECONDS), "cpu.cfs_quota_us": str(quota)}
+    delegated = CGROUP_V2 / "cgroup.subtree_control"  # v2: only where the root delegates cpu to its children
+    if (CGROUP_V2 / "cgroup.procs").is_file() and delegated.is_file() and "cpu" in delegated.read_text().split():
+        yield CGROUP_V2, {"cpu.max": f"{quota} {PERIOD_MICROSECONDS}"}
 
 
 def _remove_cgroup(cgroup: Path) -> None:
