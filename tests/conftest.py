@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from dbt_pipeline.target_slot import SlotTimings
-from tests.commands import run_in_process
+from tests.commands import COMMAND_LINES, run_in_process
 from tests.postgres_server import PostgresServer, running_postgres
 from tests.prefect_server import PREFECT, PrefectServer
 
@@ -101,24 +101,23 @@ class Workspace:
     def setup(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The setup command with `args`, which must succeed: in this process (tests/commands.py), or as a user
         starts it with `process`, or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
-        if process or "PREFECT_API_URL" not in self.env:
-            result = self.run("-m", "infrastructure.setup_profiles", *args)
-        else:
-            result = run_in_process("setup", args, self.env)
+        result = self._command("setup", args, process=process)
         assert result.returncode == 0, result.stderr + result.stdout
         return result
 
     def pipeline(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The pipeline with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
-        if process or "PREFECT_API_URL" not in self.env:
-            return self.run("prefect_flows/pipeline.py", *args)
-        return run_in_process("pipeline", args, self.env)
+        return self._command("pipeline", args, process=process)
 
     def doctor(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The doctor with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
+        return self._command("doctor", args, process=process)
+
+    def _command(self, command: str, args: Sequence[str], *, process: bool) -> subprocess.CompletedProcess[str]:
+        """A process when asked, or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
         if process or "PREFECT_API_URL" not in self.env:
-            return self.run("-m", "infrastructure.doctor", *args)
-        return run_in_process("doctor", args, self.env)
+            return self.run(*COMMAND_LINES[command], *args)
+        return run_in_process(command, args, self.env)
 
     def prefect(self, *args: str, timeout: float = 360) -> subprocess.CompletedProcess[str]:
         """Run `prefect <args>` from the repository root, as a user types it."""
