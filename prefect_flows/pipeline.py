@@ -689,9 +689,8 @@ class _SaidAtTheEnd(logging.Filter):
 def _console_says_failures_once() -> None:
     """A failure is printed once, by the command's last message (with the command that reruns what failed)."""
     for handler in logging.getLogger().handlers:
-        said = any(isinstance(installed, _SaidAtTheEnd) for installed in handler.filters)
-        if isinstance(handler, PrefectConsoleHandler) and not said:
-            handler.addFilter(_SaidAtTheEnd())
+        if isinstance(handler, PrefectConsoleHandler):
+            _add_once(handler, _SaidAtTheEnd)
 
 
 class _NoTracebackOfOurErrors(logging.Filter):
@@ -708,9 +707,13 @@ class _NoTracebackOfOurErrors(logging.Filter):
 
 def _without_tracebacks_of_our_errors() -> None:
     for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(installed, _NoTracebackOfOurErrors) for installed in logger.filters):
-            logger.addFilter(_NoTracebackOfOurErrors())
+        _add_once(logging.getLogger(name), _NoTracebackOfOurErrors)
+
+
+def _add_once(filterer: logging.Filterer, kind: type[logging.Filter]) -> None:
+    """A filter of `kind` on `filterer`, unless it has one: a process may run the flow more than once."""
+    if not any(isinstance(installed, kind) for installed in filterer.filters):
+        filterer.addFilter(kind())
 
 
 if __name__ == "__main__":
