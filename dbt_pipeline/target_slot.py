@@ -422,9 +422,12 @@ class _Heartbeat:
         ):
             answered = time.monotonic()
             while not self.stopping.wait(self.timings.heartbeat):
+                # The other runs count from the heartbeat the beat records, taken once its first calls are
+                # answered: the silence is counted from the beat's start, never from its (slow) answer.
+                beat_started = time.monotonic()
                 try:
                     taken = self._beat(client)
-                    answered = time.monotonic()
+                    answered = beat_started
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
                     silence = time.monotonic() - answered

@@ -4,7 +4,8 @@ Until `go_silent()` it forwards every connection to the server, byte for byte (H
 it still accepts connections and reads what they send, but never answers and never closes them: the
 connections already open go silent too (what they send is dropped, what the server sends back is
 dropped), so a client with a kept-alive connection hangs like a new one. `forward()` closes the
-silenced connections (a proxy restarted) and forwards new ones again.
+silenced connections (a proxy restarted) and forwards new ones again. `slow_down(seconds)` holds each of the
+server's answers that long before it is passed on (a server too busy to answer at once).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from types import TracebackType
 
 _CHUNK = 65536
@@ -45,6 +47,7 @@ class SilentProxy:
         self.listener.settimeout(0.2)  # the accept loop checks for close() this often
         self.silent = False
         self.dropped_bytes = 0  # what clients sent while the proxy was silent: proof they tried
+        self.answer_delay = 0.0
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
         self._closed = threading.Event()
@@ -80,9 +83,14 @@ class SilentProxy:
             for connection in self._connections:
                 connection.silence()
 
+    def slow_down(self, seconds: float) -> None:
+        """Pass each answer of the server on `seconds` after it came (0: at once)."""
+        self.answer_delay = seconds
+
     def forward(self) -> None:
         with self._lock:
             self.silent = False
+            self.answer_delay = 0.0
             for connection in [each for each in self._connections if each.silenced]:
                 connection.close()
                 self._connections.discard(connection)
@@ -128,6 +136,8 @@ class SilentProxy:
                         with self._lock:
                             self.dropped_bytes += len(data)
                     continue
+                if source is not connection.client and self.answer_delay:
+                    time.sleep(self.answer_delay)
                 try:
                     assert sink is not None
                     sink.sendall(data)

@@ -474,3 +474,41 @@ def test_a_run_whose_take_over_was_overtaken_does_not_take_the_slot_again(
     output = waiting.communicate()[0]
     assert "held" not in output, output
     assert "Taking its slot" not in output, output
+
+
+def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_recorded_heartbeat(prefect_api: str) -> None:
+    """A server too busy to answer at once (each answer near the call's time limit), then silent: the run stops
+    by 5/6 of the take-over delay after the heartbeat it last recorded, which is what the other runs count from,
+    not after that heartbeat's slow answer (counted from the answer, a run stopped past its take-over, seen in
+    a loaded suite)."""
+    target = f"slow-{uuid4().hex[:8]}"
+    timings = SlotTimings(takeover_after=20)
+    with prefect_client(prefect_api) as client:
+        client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
+        )
+        me = client.create_flow_run(slot_holder, state=Running()).id
+    lost: list[datetime] = []
+    with (
+        SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy,
+        temporary_settings({PREFECT_API_URL: proxy.api}),
+        hold_target(target, me, logging.getLogger("slot"), lambda reason: lost.append(datetime.now(UTC)), timings),
+    ):
+        slowed = datetime.now(UTC)
+        proxy.slow_down(timings.call_timeout * 0.4)  # each part of each answer (headers, body): calls succeed, slowly
+        with prefect_client(prefect_api) as client:  # a heartbeat recorded since, then its slow answer on its way
+            while (holder := read_holder(client, target)) is None or holder.heartbeat_at < slowed:
+                time.sleep(0.2)
+        time.sleep(timings.call_timeout)
+        proxy.go_silent()
+        deadline = time.monotonic() + timings.takeover_after * 2
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with prefect_client(prefect_api) as client:  # the server itself, as the other runs read it
+            last = read_holder(client, target)
+        proxy.forward()  # the block's end frees the slot through the proxy
+    assert lost, "the run never stopped"
+    assert last is not None
+    assert lost[0] < last.heartbeat_at + timedelta(seconds=timings.takeover_after * 5 / 6 + 1), (
+        f"stopped {(lost[0] - last.heartbeat_at).total_seconds():.1f} s after its last recorded heartbeat"
+    )
