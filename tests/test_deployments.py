@@ -27,7 +27,7 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.states import Cancelled
 
-from tests.conftest import REPO, Workspace, copy_example_project, duckdb_environments, make_workspace
+from tests.conftest import REPO, Workspace, busy_duckdb_model, copy_example_project, duckdb_environments, make_workspace
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PREFECT
@@ -249,9 +249,7 @@ def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed,
     (not CRASHED: the worker's SIGTERM reaches the run as a crash before the worker runs the cancel hook)."""
     project = deployed.workspace.root / "long_project"
     copy_example_project(project)
-    (project / "models" / "marts" / "long_running.sql").write_text(
-        "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
-    )
+    (project / "models" / "marts" / "long_running.sql").write_text(busy_duckdb_model(30_000_000_000))
     started = deployed.prefect(
         "deployment", "run", DEV, "--param", f"project_dir={project}", "--param", "select=long_running"
     )

@@ -21,14 +21,14 @@ import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from tests.conftest import REPO, Workspace, duckdb_environments
+from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
 from tests.prefect_api import prefect_client, read_flow_run
 from tests.test_postgres import postgres_environment
 
 # Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
-LONG_DUCKDB_MODEL = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
+LONG_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)
 LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept from pg_sleep(600)\n"
 # From the signal to the process's exit: the query's cancel, the final state, the hooks.
 STOP_WITHIN_SECONDS = 60

@@ -44,7 +44,7 @@ from dbt_pipeline.target_slot import (
     write_holder,
 )
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
-from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
+from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
@@ -52,8 +52,7 @@ from tests.silent_proxy import SilentProxy
 from tests.test_interrupts import LONG_DUCKDB_MODEL, RunningPipeline
 
 # About 30-60 s of DuckDB work on one core: the run outlives a server restart, then ends by itself.
-MODEL_OUTLIVING_A_RESTART = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(7000000000) t(i)\n"
-LONG_MODEL = "{{ config(materialized='table') }}\nselect sum(hash(i)) as h from range(30000000000) t(i)\n"
+MODEL_OUTLIVING_A_RESTART = busy_duckdb_model(7_000_000_000)
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ def slot_workspace(tmp_path: Path, own_server: PrefectServer, dbt_project: Path)
         with_short_takeover(duckdb_environments(dbt_project, workspace.root / "dev.duckdb", "dev"))
     )
     (dbt_project / "models" / "marts" / "outlives_a_restart.sql").write_text(MODEL_OUTLIVING_A_RESTART)
-    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_MODEL)
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
     workspace.setup("--blocks-only")
     return workspace
 
