@@ -101,20 +101,21 @@ class Workspace:
     def setup(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The setup command with `args`, which must succeed: in this process (tests/commands.py), or as a user
         starts it with `process`, or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
-        result = self._command("setup", args, process=process)
+        result = self.command("setup", args, process=process)
         assert result.returncode == 0, result.stderr + result.stdout
         return result
 
     def pipeline(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The pipeline with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
-        return self._command("pipeline", args, process=process)
+        return self.command("pipeline", args, process=process)
 
     def doctor(self, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
         """The doctor with `args`: in this process (tests/commands.py), or as a user starts it with `process`."""
-        return self._command("doctor", args, process=process)
+        return self.command("doctor", args, process=process)
 
-    def _command(self, command: str, args: Sequence[str], *, process: bool) -> subprocess.CompletedProcess[str]:
-        """A process when asked, or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
+    def command(self, command: str, args: Sequence[str], *, process: bool) -> subprocess.CompletedProcess[str]:
+        """`command` (setup, pipeline, doctor) with `args`: in this process (tests/commands.py), or as a process
+        when asked or when the workspace has no PREFECT_API_URL (the command's temporary server)."""
         if process or "PREFECT_API_URL" not in self.env:
             return self.run(*COMMAND_LINES[command], *args)
         return run_in_process(command, args, self.env)

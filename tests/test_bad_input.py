@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dbt_pipeline.selection import check_selection
-from tests.commands import COMMAND_LINES, TIMEOUT, run_in_process
+from tests.commands import run_in_process
 from tests.conftest import Workspace, copy_example_project
 from tests.prefect_api import PAGE, every_page, prefect_client
 
@@ -66,9 +66,7 @@ class Commands:
         self.workspace.env.pop(name, None)
 
     def run(self, command: str, *args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
-        if process:
-            return self.workspace.run(*COMMAND_LINES[command], *args, timeout=TIMEOUT)
-        return run_in_process(command, args, self.workspace.env)
+        return self.workspace.command(command, args, process=process)
 
 
 @pytest.fixture
