@@ -20,7 +20,7 @@ from dbt.contracts.graph.manifest import Manifest
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
-from dbt_pipeline.interrupts import TimeLimitReached, sigterm_interrupts_dbt, time_limit
+from dbt_pipeline.interrupts import TimeLimitReached, interruption_behind, sigterm_interrupts_dbt, time_limit
 from dbt_pipeline.node_status import NodeOutcome, outcome_of
 
 # BigQuery's own error when a query would bill more than `maximum_bytes_billed`.
@@ -149,8 +149,9 @@ def invoke_dbt(
     running = _RunningNodes()
     with sigterm_interrupts_dbt() as reraise_interrupt, time_limit(timeout_seconds):
         outcome = dbtRunner(manifest=manifest, callbacks=[node_errors, running, *callbacks]).invoke(list(args))
-    reraise_interrupt(outcome.exception)
-    stopped = isinstance(outcome.exception, TimeLimitReached)
+    interruption = interruption_behind(outcome.exception)
+    reraise_interrupt(interruption)
+    stopped = isinstance(interruption, TimeLimitReached)
     error = None
     if stopped:
         error = f"stopped after its time limit of {timeout_seconds:g} s"
