@@ -415,16 +415,21 @@ def test_a_run_taken_over_and_released_since_leaves_the_next_holders_slot_alone(
         assert client.read_global_concurrency_limit_by_name(limit).active_slots == 1, "the third run's slot was freed"
 
 
-def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> None:
-    """A caller that points Prefect at its API with `temporary_settings` (not the environment) holds the target
-    with heartbeats that reach that API: the heartbeat's thread runs in the caller's context."""
-    target = f"context-{uuid4().hex[:8]}"
-    timings = SlotTimings(takeover_after=20)
-    with prefect_client(prefect_api) as client:
+def new_target_with_a_running_flow_run(api: str, prefix: str) -> tuple[str, UUID]:
+    """A target of this test's own (its concurrency limit created), and a Running flow run to hold it."""
+    target = f"{prefix}-{uuid4().hex[:8]}"
+    with prefect_client(api) as client:
         client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
         )
-        me = client.create_flow_run(slot_holder, state=Running()).id
+        return target, client.create_flow_run(slot_holder, state=Running()).id
+
+
+def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> None:
+    """A caller that points Prefect at its API with `temporary_settings` (not the environment) holds the target
+    with heartbeats that reach that API: the heartbeat's thread runs in the caller's context."""
+    target, me = new_target_with_a_running_flow_run(prefect_api, "context")
+    timings = SlotTimings(takeover_after=20)
     with (
         temporary_settings({PREFECT_API_URL: prefect_api}),
         hold_target(target, me, logging.getLogger("slot"), None, timings),
@@ -480,13 +485,8 @@ def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_record
     by 5/6 of the take-over delay after the heartbeat it last recorded, which is what the other runs count from,
     not after that heartbeat's slow answer (counted from the answer, a run stopped past its take-over, seen in
     a loaded suite)."""
-    target = f"slow-{uuid4().hex[:8]}"
+    target, me = new_target_with_a_running_flow_run(prefect_api, "slow")
     timings = SlotTimings(takeover_after=20)
-    with prefect_client(prefect_api) as client:
-        client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
-        )
-        me = client.create_flow_run(slot_holder, state=Running()).id
     lost: list[datetime] = []
     with (
         SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy,
