@@ -94,8 +94,7 @@ def interruption_behind(error: BaseException | None) -> BaseException | None:
     Either the error itself, or the interrupt dbt was handling when its own clean-up failed over it: cancelling
     the open queries can raise (dbt-duckdb interrupts a connection that a node's thread closed a moment before:
     "Connection already closed!"), and that error then stands in front of the Ctrl-C it was cleaning up after,
-    as its `__context__`. Seen once in 14 Ctrl-Cs at random moments of a run: the run ended Failed, exit 1,
-    asking to rerun what failed.
+    as its `__context__`: taken for the command's failure, it ended an interrupted run Failed.
     """
     if error is not None and not isinstance(error, Exception):
         return error

@@ -420,17 +420,17 @@ class _Heartbeat:
             temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
             get_client(sync_client=True, httpx_settings={"timeout": self.timings.call_timeout}) as client,
         ):
-            answered = time.monotonic()
+            # The other runs count from the heartbeat a beat records, taken after its first calls: the silence
+            # is counted from the start of the last beat that succeeded, never from its (maybe slow) answer.
+            last_recorded = time.monotonic()
             while not self.stopping.wait(self.timings.heartbeat):
-                # The other runs count from the heartbeat the beat records, taken once its first calls are
-                # answered: the silence is counted from the beat's start, never from its (slow) answer.
                 beat_started = time.monotonic()
                 try:
                     taken = self._beat(client)
-                    answered = beat_started
+                    last_recorded = beat_started
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
-                    silence = time.monotonic() - answered
+                    silence = time.monotonic() - last_recorded
                     if silence >= self.timings.api_lost_after:
                         api = str(client.api_url).rstrip("/")
                         self._lose(

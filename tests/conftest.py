@@ -158,8 +158,8 @@ def duckdb_environments(project: Path, database: Path, *names: str) -> dict[str,
 
 
 def busy_duckdb_model(rows: int) -> str:
-    """A DuckDB table model whose query keeps one core busy for `rows` rows (about 6 s per billion here), so that
-    a run can be interrupted mid-query. On one DuckDB thread: the run's own threads (its heartbeat, its
+    """A DuckDB table model whose query keeps one core busy for `rows` rows, so that a run can be interrupted
+    mid-query. On one DuckDB thread: the run's own threads (its heartbeat, its
     signal handling) and the rest of the suite keep the other core."""
     config = "{{ config(materialized='table', pre_hook='set threads = 1') }}"
     return f"{config}\nselect sum(hash(i)) as h from range({rows}) t(i)\n"

@@ -4,8 +4,9 @@ Until `go_silent()` it forwards every connection to the server, byte for byte (H
 it still accepts connections and reads what they send, but never answers and never closes them: the
 connections already open go silent too (what they send is dropped, what the server sends back is
 dropped), so a client with a kept-alive connection hangs like a new one. `forward()` closes the
-silenced connections (a proxy restarted) and forwards new ones again. `slow_down(seconds)` holds each of the
-server's answers that long before it is passed on (a server too busy to answer at once).
+silenced connections (a proxy restarted) and forwards new ones again. `slow_down(seconds)` holds each piece of the
+server's answers (what one read returns: an answer's headers and body may come apart) that long before it
+is passed on, as a server too busy to answer at once.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class SilentProxy:
                 connection.silence()
 
     def slow_down(self, seconds: float) -> None:
-        """Pass each answer of the server on `seconds` after it came (0: at once)."""
+        """Pass each piece of the server's answers on `seconds` after it came (0: at once)."""
         self.answer_delay = seconds
 
     def forward(self) -> None:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev dependencies
 import pytest
-import yaml
 from dbt_common.events.base_types import EventMsg
 from prefect.client.schemas.objects import StateType
 
@@ -29,6 +28,7 @@ from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environmen
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
 from tests.prefect_api import prefect_client, read_flow_run
+from tests.test_failures import write_project
 from tests.test_postgres import postgres_environment
 
 # Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
@@ -231,14 +231,8 @@ def test_time_limit_cancels_the_query_and_fails_naming_the_limit_and_the_node(
 
 def long_query_project(root: Path) -> Path:
     """A one-model dbt project on DuckDB whose model keeps its query busy until it is interrupted."""
-    (root / "models").mkdir(parents=True)
-    project = {"name": "interrupted", "version": "1.0", "config-version": 2, "profile": "interrupted"}
-    (root / "dbt_project.yml").write_text(yaml.safe_dump(project), encoding="utf-8")
-    output = {"type": "duckdb", "path": str(root / "warehouse.duckdb"), "threads": 1}
-    profile = {"interrupted": {"target": "dev", "outputs": {"dev": output}}}
-    (root / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
-    (root / "models" / "long_running.sql").write_text(LONG_DUCKDB_MODEL, encoding="utf-8")
-    return root
+    output = {"type": "duckdb", "path": str(root.parent / "warehouse.duckdb"), "threads": 1}
+    return write_project(root, {"dev": output}, {"long_running": LONG_DUCKDB_MODEL}, {})
 
 
 def run_with_a_failing_cancel(project: Path, timeout_seconds: float | None = None) -> DbtCommandResult:
