@@ -42,11 +42,14 @@ class DbtInvocation:
 
         `target_path` defaults to `target/<target>`; None leaves it out. A command that refuses the
         flag (`dbt deps` and `dbt debug` write no artifacts) never gets it: dbt's own command line
-        says which, so a dbt upgrade that changes its flags cannot break a step.
+        says which, so a dbt upgrade that changes its flags cannot break a step. Commands that take it
+        get `--no-write-json`: the caller writes the artifacts it needs (see `write_results`,
+        `write_manifest` in dbt_invocation).
         """
         if target_path == "":
             target_path = str(self.target_path)
-        if "--target-path" not in _options_of(tuple(command)):
+        options = _options_of(tuple(command))
+        if "--target-path" not in options:
             target_path = None
         return [
             *command,
@@ -63,6 +66,9 @@ class DbtInvocation:
             "--no-send-anonymous-usage-stats",
             # One folder of artifacts per target: dev and prod runs never overwrite each other.
             *(("--target-path", target_path) if target_path else ()),
+            # dbt writes the whole manifest.json at the end of every command that runs nodes; a run writes it
+            # once, and each command's results itself (dbt_invocation.write_results).
+            *(("--no-write-json",) if "--no-write-json" in options else ()),
         ]  # fmt: skip
 
 
@@ -74,4 +80,6 @@ def _options_of(command: tuple[str, ...]) -> frozenset[str]:
         if not isinstance(node, click.Group) or word not in node.commands:
             break
         node = node.commands[word]
-    return frozenset(option for parameter in node.params for option in parameter.opts)
+    return frozenset(
+        option for parameter in node.params for option in (*parameter.opts, *getattr(parameter, "secondary_opts", ()))
+    )

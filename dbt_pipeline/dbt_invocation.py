@@ -10,13 +10,17 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dbt.artifacts.schemas.freshness import FreshnessResult
+from dbt.artifacts.schemas.run import RunExecutionResult
 from dbt.cli.main import dbtRunner
+from dbt.constants import RUN_RESULTS_FILE_NAME, SOURCE_RESULT_FILE_NAME
 from dbt.contracts.graph.manifest import Manifest
+from dbt.parser import manifest as dbt_manifest
 from dbt_common.events.base_types import EventMsg
 
 from dbt_pipeline.failures import is_transient
@@ -134,6 +138,7 @@ def invoke_dbt(
     timeout_seconds: float | None = None,
     explain_error: Callable[[BaseException], str | None] | None = None,
     manifest: Manifest | None = None,
+    results_to: Path | None = None,
 ) -> DbtCommandResult:
     """Run `dbt <args>` in-process and return its outcome; dbt's exceptions become `error`.
 
@@ -144,6 +149,8 @@ def invoke_dbt(
     (dbt's exceptions carry attributes, a git package's URL say, that their text leaves out).
     `manifest`, from an earlier `dbt parse` of the same project, profile and target, spares the
     command its parsing: dbt registers the adapter and uses it as it is (dbtRunner's documented use).
+    `results_to`, the command's target folder, receives its results file (`write_results`), which a
+    command run with `--no-write-json` leaves unwritten.
     """
     node_errors = _NodeErrorClassifier()
     running = _RunningNodes()
@@ -151,6 +158,8 @@ def invoke_dbt(
         outcome = dbtRunner(manifest=manifest, callbacks=[node_errors, running, *callbacks]).invoke(list(args))
     interruption = interruption_behind(outcome.exception)
     reraise_interrupt(interruption)
+    if results_to is not None:
+        write_results(outcome.result, results_to)
     stopped = isinstance(interruption, TimeLimitReached)
     error = None
     if stopped:
@@ -169,6 +178,29 @@ def invoke_dbt(
         running_when_stopped=running.when_stopped if stopped else (),
         manifest=outcome.result if isinstance(outcome.result, Manifest) else None,
     )
+
+
+def write_results(result: object, target_path: Path) -> None:
+    """Write a command's results where dbt writes them: run_results.json, or sources.json for source freshness.
+
+    The run's commands run with `--no-write-json`, since dbt would also write the whole manifest at the end
+    of each (the costliest part of a small run, and of every run of a large project); the run writes the
+    manifest once (`write_manifest`). The file is dbt's own serialisation of the object dbt returned,
+    except that `write_json` is left out of the arguments it records: a `dbt retry` typed by hand, which
+    takes them from this file, then writes its artifacts as dbt does by default.
+    A command stopped by an error or an interrupt returns no results, and leaves no file.
+    """
+    if isinstance(result, RunExecutionResult):
+        arguments = {name: value for name, value in result.args.items() if name != "write_json"}
+        replace(result, args=arguments).write(str(target_path / RUN_RESULTS_FILE_NAME))
+    elif isinstance(result, FreshnessResult):
+        result.write(str(target_path / SOURCE_RESULT_FILE_NAME))  # type: ignore[no-untyped-call]  # dbt leaves it untyped
+
+
+def write_manifest(manifest: Manifest, target_path: Path) -> None:
+    """Write manifest.json (and semantic_manifest.json) as a dbt command does at its end, with the nodes as the
+    run's commands compiled them."""
+    dbt_manifest.write_manifest(manifest, str(target_path))
 
 
 class _RunningNodes:

@@ -273,6 +273,7 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult |
         timeout_seconds=timeout,
         explain_error=functools.partial(_package_source_error, project=invocation.project),
         manifest=invocation.manifest,
+        results_to=invocation.target_path,
     )
     if reporter is not None:
         reporter.reconcile(result.nodes)

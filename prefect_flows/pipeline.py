@@ -36,7 +36,7 @@ from pydantic import Field
 
 from dbt_pipeline.blocks import load_profile_data
 from dbt_pipeline.dbt_arguments import DbtInvocation
-from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, write_manifest
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
 from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
@@ -382,6 +382,10 @@ def _run_steps(
     (`changed`), docs are not generated again when no node was built: nothing changed in the warehouse.
     After each node step, the run's `record` says what the run has left undone (for `--retry-failed`).
 
+    The steps run with dbt's `--no-write-json`: each writes its results, and the run writes manifest.json
+    once, when its node steps are over (before docs generate, which serves it) or when the steps end,
+    unless a dbt command that parses and compiles for itself (`retry`, docs generate compiling) did.
+
     Returns the steps' reports, the failure if any, and the invocation as the last step had it (with
     the parse step's manifest, compiled by the steps).
     """
@@ -389,6 +393,7 @@ def _run_steps(
     failure: BaseException | None = None
     stale: list[NodeResult] = []
     nothing_changed: bool | None = None  # known before the first node step of a compared run
+    manifest_written = False
     for step in steps:
         if step is FRESHNESS_STEP and not declares_freshness(invocation.manifest):
             continue
@@ -407,6 +412,8 @@ def _run_steps(
                 record = record.done(step)
                 record.save(invocation.target_path)
             continue
+        if not manifest_written and step.name == "docs-generate" and "--no-compile" in to_run.command:
+            manifest_written = _write_manifest(invocation)
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
         )
@@ -418,6 +425,7 @@ def _run_steps(
         if result is not None and result.manifest is not None:  # the parse step: later steps reuse it
             invocation = dataclasses.replace(invocation, manifest=result.manifest)
         reports.append(StepReport(step.name, result, step.judges_nodes))
+        manifest_written = manifest_written or _writes_its_manifest(to_run, result)
         save_step_artifacts(artifacts, step.name, invocation.target_path)
         after = (
             record.after(step, result, artifacts / f"{step.name}.run_results.json") if result is not None else record
@@ -430,7 +438,25 @@ def _run_steps(
             if found and on_stale_source == "fail":
                 failure = StaleSourcesError(_stale_message(found, invocation.target), result)
             stale = found if on_stale_source == "skip" else []
+    if not manifest_written:
+        _write_manifest(invocation)
     return reports, failure, invocation
+
+
+def _write_manifest(invocation: DbtInvocation) -> bool:
+    """Write the run's manifest.json (the parse step's, as the steps compiled it); whether there was one."""
+    if invocation.manifest is None:
+        return False
+    write_manifest(invocation.manifest, invocation.target_path)
+    return True
+
+
+def _writes_its_manifest(step: DbtStep, result: DbtCommandResult | None) -> bool:
+    """Whether `step`, which ended with `result`, wrote manifest.json itself: `dbt retry` parses the project
+    again and writes what it read, docs generate writes what it compiled (both whatever `--no-write-json` says)."""
+    if result is None or not result.success:
+        return False
+    return step.command[0] == "retry" or (step.name == "docs-generate" and "--no-compile" not in step.command)
 
 
 def _selects_nothing(step: DbtStep, invocation: DbtInvocation, state: Path) -> bool:

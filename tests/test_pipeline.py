@@ -157,6 +157,16 @@ def test_broken_model_fails_the_flow_naming_the_node_without_retrying(
     assert "`model.shop_analytics.broken_revenue` **error**" in report
     assert "| test | | not run | |" in report
     assert not (workspace.root / "warehouse" / "state" / "dev").exists(), "a failed run is never a last good state"
+    # dbt's artifacts of the run are in the target's folder as dbt leaves them: the manifest with the code the
+    # steps compiled, the failed step's results with the arguments a `dbt retry` typed by hand reruns it with.
+    target = dbt_project / "target" / "dev"
+    compiled = json.loads((target / "manifest.json").read_text())["nodes"]["model.shop_analytics.broken_revenue"]
+    assert "no_such_table" in compiled["compiled_code"]
+    run_results = json.loads((target / "run_results.json").read_text())
+    assert run_results["args"]["which"] == "run"
+    assert run_results["args"].get("write_json", True), "a `dbt retry` by hand would write no artifact"
+    statuses = {result["unique_id"]: result["status"] for result in run_results["results"]}
+    assert statuses["model.shop_analytics.broken_revenue"] == "error"
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), (
         "the rendered profile must be removed on failure too"
     )
@@ -232,6 +242,9 @@ def test_select_and_project_dir_run_another_project(workspace: Workspace, dbt_pr
         "a": "select 1 as id",
         "b": 'select id from "dev"."main"."a"',
     }
+    # dbt would write manifest.json at the end of each of the steps; each run writes it once (the first
+    # run's docs generate compiled, and wrote it).
+    assert (other / "logs" / "dbt.log").read_text().count("Wrote artifact WritableManifest") == 2
 
 
 @pytest.mark.parametrize(
