@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev dependencies
@@ -23,7 +23,7 @@ import pytest
 from dbt_common.events.base_types import EventMsg
 from prefect.client.schemas.objects import StateType
 
-from dbt_pipeline.dbt_invocation import DbtCommandResult, invoke_dbt
+from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
 from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
@@ -235,7 +235,9 @@ def long_query_project(root: Path) -> Path:
     return write_project(root, {"dev": output}, {"long_running": LONG_DUCKDB_MODEL}, {})
 
 
-def run_with_a_failing_cancel(project: Path, timeout_seconds: float | None = None) -> DbtCommandResult:
+def run_with_a_failing_cancel(
+    project: Path, timeout_seconds: float | None = None, callbacks: Sequence[EventCallback] = ()
+) -> DbtCommandResult:
     """`dbt run` of `project` in this process, where cancelling the open query raises, as dbt-duckdb's cancel
     does when a node's thread closed the connection a moment before ("Connection already closed!")."""
 
@@ -247,17 +249,35 @@ def run_with_a_failing_cancel(project: Path, timeout_seconds: float | None = Non
         ["run", "--project-dir", str(project), "--profiles-dir", str(project), "--log-level", "none"],
         command="dbt run --target dev",
         project_dir=project,
-        callbacks=[cancel_fails],
+        callbacks=[*callbacks, cancel_fails],  # dbt calls no callback after one that raises
         timeout_seconds=timeout_seconds,
     )
+
+
+def ctrl_c_once_the_query_runs(event: EventMsg) -> None:
+    """A dbt callback that sends this process's main thread a Ctrl-C a second after the model's query started
+    (a fixed moment from the start could land before it, while dbt parses on a busy machine)."""
+    if event.info.name == "NodeExecuting":
+        main = threading.main_thread().ident
+        assert main is not None
+        threading.Timer(1, signal.pthread_kill, args=(main, signal.SIGINT)).start()
 
 
 def test_a_time_limit_stays_a_time_limit_when_cancelling_the_query_fails(tmp_path: Path) -> None:
     """dbt's clean-up after the interrupt fails (the cancel raises over it): the step was still stopped at its
     time limit, and says so, rather than failing with the cancel's error."""
-    result = run_with_a_failing_cancel(long_query_project(tmp_path / "project"), timeout_seconds=5)
+    cancels: list[EventMsg] = []
+
+    def seen(event: EventMsg) -> None:
+        if event.info.name == "LogCancelLine":
+            cancels.append(event)
+
+    result = run_with_a_failing_cancel(long_query_project(tmp_path / "project"), timeout_seconds=10, callbacks=[seen])
     assert result.stopped_at_time_limit, result.error
-    assert result.error == "stopped after its time limit of 5 s"
+    assert cancels, (
+        "the limit must stop the query, whose cancel then fails (a limit reached while dbt parses cancels none)"
+    )
+    assert result.error == "stopped after its time limit of 10 s"
     assert "Connection already closed" not in result.describe_failure()
 
 
@@ -266,14 +286,9 @@ def test_ctrl_c_stays_ctrl_c_when_cancelling_the_query_fails(tmp_path: Path) -> 
     not returned as a failed command (seen once in 14 Ctrl-Cs at random moments: the run ended Failed, exit 1,
     asking to rerun what failed)."""
     project = long_query_project(tmp_path / "project")
-    main = threading.main_thread().ident
-    assert main is not None
-    ctrl_c = threading.Timer(5, signal.pthread_kill, args=(main, signal.SIGINT))
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        ctrl_c.start()
         with pytest.raises(KeyboardInterrupt):
-            run_with_a_failing_cancel(project)
+            run_with_a_failing_cancel(project, callbacks=[ctrl_c_once_the_query_runs])
     finally:
-        ctrl_c.cancel()
         signal.signal(signal.SIGINT, previous)
