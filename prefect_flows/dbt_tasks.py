@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.errors import DbtRunError, StaleSourcesError, TransientDbtRunError
 from dbt_pipeline.interrupts import StopRequested, TimeLimitReached
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
+from dbt_pipeline.run_history import nodes_text
 from dbt_pipeline.settings import RunMode
 from prefect_flows.node_runs import NodeRunReporter
 
@@ -93,6 +95,8 @@ class DbtStep:
             the environment's `on_stale_source`).
         retry_of: For a step of a `--retry-failed` run, the run_results.json (of the run it resumes) whose
             failed and skipped nodes it reruns, with `dbt retry`; its command is then `retry`.
+        compile_first: Selectors of nodes the step compiles (`dbt compile`) before its command: for docs
+            generate, the nodes the run's steps left uncompiled (see `without_recompiling`).
     """
 
     name: str
@@ -100,6 +104,7 @@ class DbtStep:
     runs_nodes: bool = True
     judges_nodes: bool = True
     retry_of: Path | None = None
+    compile_first: tuple[str, ...] = ()
 
     @property
     def is_node_step(self) -> bool:
@@ -184,19 +189,30 @@ def without_stale_sources(step: DbtStep, stale: Sequence[NodeResult]) -> DbtStep
 
 
 def without_recompiling(step: DbtStep, manifest: Manifest | None) -> DbtStep:
-    """`docs generate` as `docs generate --no-compile` when this run's steps already compiled every node.
+    """`docs generate --no-compile`, after compiling only what this run's steps left uncompiled, when that is less
+    than what they compiled.
 
     Docs generate compiles every node again before it reads the catalog: on 1,001 nodes that was two
     thirds of its time. The steps before it compiled their nodes into the manifest the run hands from
-    step to step (dbt fills in each node's compiled code in place), so when none is left uncompiled
-    (an analysis, which no step runs, or a node a --select left out) the compiled code is there already,
-    and the manifest.json of the last node step is the docs' own.
+    step to step (dbt fills in each node's compiled code in place), so only the nodes they did not run
+    need compiling (an analysis, which no step runs; the nodes a --select left out), by a `dbt compile`
+    of those alone (`compile_first`), and the manifest is then the docs' own. When the steps compiled
+    fewer nodes than they left (a small --select), docs generate compiles them all, as dbt does.
     """
     if step.command != ("docs", "generate") or manifest is None:
         return step
-    if any(not node.compiled for node in manifest.nodes.values() if isinstance(node, CompiledNode)):
+    compilable = [node for node in manifest.nodes.values() if isinstance(node, CompiledNode)]
+    left = [node for node in compilable if not node.compiled]
+    if len(left) >= len(compilable) - len(left):
         return step
-    return dataclasses.replace(step, command=(*step.command, "--no-compile"))
+    return dataclasses.replace(
+        step, command=(*step.command, "--no-compile"), compile_first=tuple(_fqn_selector(node) for node in left)
+    )
+
+
+def _fqn_selector(node: CompiledNode) -> str:
+    """dbt's selector of `node` by its fully qualified name (`fqn:<package>.<folders>.<name>[.<version>]`)."""
+    return "fqn:" + ".".join(node.fqn)
 
 
 def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple[str, ...]:
@@ -265,16 +281,21 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult |
     if reporter is not None:
         callbacks.append(reporter)
     timeout, limit = invocation.limits.for_next_step()
-    result = invoke_dbt(
-        invocation.args(command),
-        command=shlex.join(["dbt", *command, "--target", invocation.target]),
-        project_dir=invocation.project.path,
-        callbacks=callbacks,
-        timeout_seconds=timeout,
-        explain_error=functools.partial(_package_source_error, project=invocation.project),
-        manifest=invocation.manifest,
-        results_to=invocation.target_path,
-    )
+    deadline = time.monotonic() + timeout if timeout is not None else None
+    result = None
+    if step.compile_first and command == step.command:
+        result = _compile_first(step, invocation, timeout)
+    if result is None or result.success:
+        result = invoke_dbt(
+            invocation.args(command),
+            command=shlex.join(["dbt", *command, "--target", invocation.target]),
+            project_dir=invocation.project.path,
+            callbacks=callbacks,
+            timeout_seconds=max(deadline - time.monotonic(), 0.0) if deadline is not None else None,
+            explain_error=functools.partial(_package_source_error, project=invocation.project),
+            manifest=invocation.manifest,
+            results_to=invocation.target_path,
+        )
     if reporter is not None:
         reporter.reconcile(result.nodes)
     if result.success:
@@ -287,6 +308,22 @@ def run_dbt_step(step: DbtStep, invocation: DbtInvocation) -> DbtCommandResult |
         # Said now: the command's last message says only the last attempt's failure.
         logger.warning("%s\nThe warehouse was unavailable: the step is retried.", error)
     return _failed(error)
+
+
+def _compile_first(step: DbtStep, invocation: DbtInvocation, timeout: float | None) -> DbtCommandResult:
+    """Compile the nodes `step.compile_first` selects into the run's manifest, quietly: dbt would print each
+    compiled node's SQL; a node that does not compile fails the step as it would have failed docs generate."""
+    get_run_logger().info(
+        "Compiling %s that the run's steps did not run, for the docs", nodes_text(len(step.compile_first))
+    )
+    command = ("compile", "--select", *step.compile_first)
+    return invoke_dbt(
+        invocation.args(command),
+        command=shlex.join(["dbt", *command, "--target", invocation.target]),
+        project_dir=invocation.project.path,
+        timeout_seconds=timeout,
+        manifest=invocation.manifest,
+    )
 
 
 def _error_of(result: DbtCommandResult, limit: str) -> DbtRunError:

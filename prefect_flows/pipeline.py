@@ -383,8 +383,8 @@ def _run_steps(
     After each node step, the run's `record` says what the run has left undone (for `--retry-failed`).
 
     The steps run with dbt's `--no-write-json`: each writes its results, and the run writes manifest.json
-    once, when its node steps are over (before docs generate, which serves it) or when the steps end,
-    unless a dbt command that parses and compiles for itself (`retry`, docs generate compiling) did.
+    once, after docs generate (whose site serves it) or when the steps end, unless a dbt command that
+    parses or compiles for itself (`retry`, docs generate compiling) wrote it.
 
     Returns the steps' reports, the failure if any, and the invocation as the last step had it (with
     the parse step's manifest, compiled by the steps).
@@ -412,8 +412,6 @@ def _run_steps(
                 record = record.done(step)
                 record.save(invocation.target_path)
             continue
-        if not manifest_written and step.name == "docs-generate" and "--no-compile" in to_run.command:
-            manifest_written = _write_manifest(invocation)
         step_task = run_dbt_step.with_options(
             name=f"dbt-{step.name}", retries=retries, retry_delay_seconds=retry_delay_seconds
         )
@@ -426,6 +424,8 @@ def _run_steps(
             invocation = dataclasses.replace(invocation, manifest=result.manifest)
         reports.append(StepReport(step.name, result, step.judges_nodes))
         manifest_written = manifest_written or _writes_its_manifest(to_run, result)
+        if step.name == "docs-generate" and not manifest_written:  # the docs site serves it
+            manifest_written = _write_manifest(invocation)
         save_step_artifacts(artifacts, step.name, invocation.target_path)
         after = (
             record.after(step, result, artifacts / f"{step.name}.run_results.json") if result is not None else record

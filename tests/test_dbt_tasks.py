@@ -181,16 +181,21 @@ def _manifest(*nodes: tuple[type[Any], str, bool]) -> Manifest:
     return manifest
 
 
-def test_docs_are_not_compiled_again_once_the_run_compiled_every_node(tmp_path: Path) -> None:
-    """docs generate gets --no-compile when the run's manifest has every node compiled (seeds have no SQL);
-    an analysis no step ran, or a model a selection left out, keeps dbt's compile."""
+def test_docs_compile_only_what_the_run_did_not_when_that_is_less(tmp_path: Path) -> None:
+    """docs generate gets --no-compile when the run's manifest has every node compiled (seeds have no SQL); an
+    analysis no step ran, or a model a selection left out, is compiled alone first (`dbt compile --select` of its
+    fqn); when the run compiled no more nodes than it left, docs generate compiles them all, as dbt does."""
     (docs,) = [step for step in plan_steps(project(tmp_path)) if step.name == "docs-generate"]
     compiled = _manifest((SeedNode, "raw", False), (ModelNode, "orders", True))
     assert without_recompiling(docs, compiled).command == ("docs", "generate", "--no-compile")
+    assert without_recompiling(docs, compiled).compile_first == ()
     assert without_recompiling(docs, None) is docs  # no manifest handed over: dbt compiles
     for left_out in (AnalysisNode, ModelNode):
-        manifest = _manifest((ModelNode, "orders", True), (left_out, "not_run", False))
-        assert without_recompiling(docs, manifest) is docs, left_out
+        manifest = _manifest((ModelNode, "orders", True), (ModelNode, "items", True), (left_out, "not_run", False))
+        step = without_recompiling(docs, manifest)
+        assert (step.command, step.compile_first) == (("docs", "generate", "--no-compile"), ("fqn:shop.not_run",))
+        half = _manifest((ModelNode, "orders", True), (left_out, "not_run", False))
+        assert without_recompiling(docs, half) is docs, left_out
     run = next(step for step in plan_steps(project(tmp_path)) if step.name == "run")
     assert without_recompiling(run, compiled) is run
 

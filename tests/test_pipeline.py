@@ -103,11 +103,13 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert done, output[-3000:]
     assert (int(done.group(1)) + int(done.group(2)), int(done.group(3))) == (len(tests), 0)
     assert (dbt_project / "target" / "dev" / "catalog.json").is_file()
-    # The docs hold every node's compiled SQL: the analysis, which no step runs, was compiled by docs generate.
+    # The docs hold every node's compiled SQL: the analysis, which no step runs, was compiled for them alone.
     docs_nodes = json.loads((run_dir / "docs" / "manifest.json").read_text())["nodes"].values()
     uncompiled = [node["unique_id"] for node in docs_nodes if node["resource_type"] != "seed" and not node["compiled"]]
     assert not uncompiled
     assert any(node["resource_type"] == "analysis" for node in docs_nodes)
+    assert "Compiling 1 node that the run's steps did not run, for the docs" in output
+    assert "`dbt docs generate --no-compile --target dev`" in report
     assert not list((workspace.root / "tmp").glob("dbt-profiles-*")), "the rendered profile must be removed"
 
     # The run is the target's last good state: its manifest and every node's result, for dbt's --state.
