@@ -218,9 +218,11 @@ def _fqn_selector(node: CompiledNode) -> str:
 def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple[str, ...]:
     """The dbt command of a step's `attempt` (1 for the first): the step's own, or `retry` after failed nodes.
 
-    The decision reads what the failed attempt left, never memory of it: the first attempt removes the
-    run_results.json of the commands before it (the flow keeps a copy of each step's), so a file found
-    by a later attempt is the failed attempt's own. dbt's `retry` reruns the nodes it lists as failed
+    The decision reads what the failed attempt left, never memory of it: the first attempt of a node step
+    removes the run_results.json of the commands before it (the flow keeps a copy of each step's), so a file
+    found by a later attempt is the failed attempt's own. A step without nodes (deps, parse, docs generate)
+    writes none and leaves it: after a run, the target's run_results.json is the last node step's, as a
+    sequence of dbt commands leaves it. dbt's `retry` reruns the nodes it lists as failed
     or skipped; when it lists none (dbt failed before running nodes: a lost connection, a held lock),
     the whole step runs again. A step of a `--retry-failed` run (`retry_of`) puts the resumed run's
     run_results.json in place first, since `dbt retry` reads the target's.
@@ -229,7 +231,8 @@ def command_for_attempt(step: DbtStep, run_results: Path, attempt: int) -> tuple
         shutil.copyfile(step.retry_of, run_results)
         return ("retry",)
     if attempt <= 1:
-        run_results.unlink(missing_ok=True)
+        if step.runs_nodes:
+            run_results.unlink(missing_ok=True)
         return step.command
     if step.runs_nodes and _failed_nodes_in(run_results):
         return ("retry",)

@@ -426,7 +426,7 @@ def _run_steps(
         manifest_written = manifest_written or _writes_its_manifest(to_run, result)
         if step.name == "docs-generate" and not manifest_written:  # the docs site serves it
             manifest_written = _write_manifest(invocation)
-        save_step_artifacts(artifacts, step.name, invocation.target_path)
+        save_step_artifacts(artifacts, step.name, invocation.target_path, runs_nodes=step.runs_nodes)
         after = (
             record.after(step, result, artifacts / f"{step.name}.run_results.json") if result is not None else record
         )

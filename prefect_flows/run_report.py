@@ -73,11 +73,14 @@ def run_directory(project_path: Path, target: str, run_name: str) -> Path:
 DOCS_FILES = ("index.html", "catalog.json", "manifest.json")
 
 
-def save_step_artifacts(directory: Path, step: str, target_path: Path) -> None:
+def save_step_artifacts(directory: Path, step: str, target_path: Path, *, runs_nodes: bool) -> None:
     """Keep the step's run_results.json from dbt's `target_path` (the next step would overwrite it)
-    and, after docs generate, the docs site of this run (`docs/`, servable as static files)."""
+    and, after docs generate, the docs site of this run (`docs/`, servable as static files).
+
+    Only a step that `runs_nodes` writes a run_results.json: after another, the file is an earlier step's.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    if (target_path / "run_results.json").is_file():
+    if runs_nodes and (target_path / "run_results.json").is_file():
         shutil.copyfile(target_path / "run_results.json", directory / f"{step}.run_results.json")
     if step == "docs-generate" and (target_path / "catalog.json").is_file():
         (directory / "docs").mkdir(exist_ok=True)

@@ -138,6 +138,14 @@ def test_a_retry_after_dbt_could_not_run_reruns_the_whole_step(tmp_path: Path) -
     assert command_for_attempt(RUN, tmp_path / "run_results.json", attempt=3) == RUN.command
 
 
+def test_a_step_without_nodes_leaves_the_results_of_the_step_before(tmp_path: Path) -> None:
+    """docs generate writes no run_results.json: after a run, the target's is the last node step's, as with dbt."""
+    docs = DbtStep("docs-generate", ("docs", "generate"), runs_nodes=False)
+    tests = run_results(tmp_path / "run_results.json", "pass")
+    assert command_for_attempt(docs, tests, attempt=1) == docs.command
+    assert tests.exists()
+
+
 def test_a_step_without_nodes_is_never_retried_with_dbt_retry(tmp_path: Path) -> None:
     """deps and docs generate run again whole: dbt retry has nothing of theirs to rerun."""
     deps = DbtStep("deps", ("deps",), runs_nodes=False)

@@ -103,6 +103,10 @@ def test_full_pipeline_builds_the_example_project(workspace: Workspace, dbt_proj
     assert done, output[-3000:]
     assert (int(done.group(1)) + int(done.group(2)), int(done.group(3))) == (len(tests), 0)
     assert (dbt_project / "target" / "dev" / "catalog.json").is_file()
+    # As after `dbt test; dbt docs generate`: the target's run_results.json is the last node step's.
+    last_results = (dbt_project / "target" / "dev" / "run_results.json").read_text()
+    assert last_results == (run_dir / "test.run_results.json").read_text()
+    assert not (run_dir / "docs-generate.run_results.json").exists()
     # The docs hold every node's compiled SQL: the analysis, which no step runs, was compiled for them alone.
     docs_nodes = json.loads((run_dir / "docs" / "manifest.json").read_text())["nodes"].values()
     uncompiled = [node["unique_id"] for node in docs_nodes if node["resource_type"] != "seed" and not node["compiled"]]

@@ -609,7 +609,7 @@ def test_each_step_keeps_its_run_results(tmp_path: Path) -> None:
     """The step's run_results.json is copied under the step's name (the next step overwrites dbt's own)."""
     directory = run_directory(tmp_path, "dev", "r")
     dbt_target(tmp_path, "dev", "run_results.json", "catalog.json", *DOCS_FILES)
-    save_step_artifacts(directory, "run", tmp_path / "target" / "dev")
+    save_step_artifacts(directory, "run", tmp_path / "target" / "dev", runs_nodes=True)
     assert (directory / "run.run_results.json").read_text() == "run_results.json of this step"
     assert not (directory / "docs").exists(), "only docs generate saves the docs"
 
@@ -617,7 +617,15 @@ def test_each_step_keeps_its_run_results(tmp_path: Path) -> None:
 def test_a_step_without_run_results_saves_none(tmp_path: Path) -> None:
     directory = run_directory(tmp_path, "dev", "r")
     dbt_target(tmp_path, "dev")
-    save_step_artifacts(directory, "deps", tmp_path / "target" / "dev")
+    save_step_artifacts(directory, "run", tmp_path / "target" / "dev", runs_nodes=True)
+    assert list(directory.iterdir()) == []
+
+
+def test_a_step_without_nodes_does_not_take_the_results_of_the_step_before(tmp_path: Path) -> None:
+    """deps, parse and docs generate write no run_results.json: the one in the target is an earlier step's."""
+    directory = run_directory(tmp_path, "dev", "r")
+    dbt_target(tmp_path, "dev", "run_results.json")
+    save_step_artifacts(directory, "deps", tmp_path / "target" / "dev", runs_nodes=False)
     assert list(directory.iterdir()) == []
 
 
@@ -625,17 +633,16 @@ def test_docs_generate_saves_the_docs_site(tmp_path: Path) -> None:
     """After docs generate: index.html, catalog.json and manifest.json in docs/, which the report then names."""
     directory = run_directory(tmp_path, "dev", "r")
     dbt_target(tmp_path, "dev", "run_results.json", *DOCS_FILES)
-    save_step_artifacts(directory, "docs-generate", tmp_path / "target" / "dev")
+    save_step_artifacts(directory, "docs-generate", tmp_path / "target" / "dev", runs_nodes=False)
     assert sorted(path.name for path in (directory / "docs").iterdir()) == sorted(DOCS_FILES)
     assert (directory / "docs" / "catalog.json").read_text() == "catalog.json of this step"
-    assert (directory / "docs-generate.run_results.json").is_file()
     assert "## Docs" in markdown(timeline_path=directory / "timeline.svg")
 
 
 def test_docs_generate_without_a_catalog_saves_no_docs(tmp_path: Path) -> None:
     directory = run_directory(tmp_path, "dev", "r")
     dbt_target(tmp_path, "dev", "manifest.json")
-    save_step_artifacts(directory, "docs-generate", tmp_path / "target" / "dev")
+    save_step_artifacts(directory, "docs-generate", tmp_path / "target" / "dev", runs_nodes=False)
     assert not (directory / "docs").exists()
 
 
