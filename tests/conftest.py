@@ -18,7 +18,7 @@ import yaml
 from dbt_pipeline.target_slot import SlotTimings
 from tests.commands import COMMAND_LINES, run_in_process
 from tests.postgres_server import PostgresServer, running_postgres
-from tests.prefect_server import PREFECT, PrefectServer
+from tests.prefect_server import PREFECT, PrefectServer, migrated_database
 
 # The BigQuery emulator fixture (a test double: Google's endpoints cannot be reached here).
 pytest_plugins = ("tests.emulators",)
@@ -51,9 +51,19 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_api(prefect_home: Path) -> Iterator[str]:
+def prefect_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty Prefect database, migrated once for the whole test session (all its xdist workers), which the
+    tests' Prefect servers start from (tests/prefect_server.py)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, which holds each worker's
+    return migrated_database(root / "prefect-database")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_home: Path, prefect_database: Path) -> Iterator[str]:
     """A real `prefect server start` on loopback, stopped at the end of the session."""
-    server = PrefectServer(prefect_home)
+    server = PrefectServer(prefect_home, database=prefect_database)
     try:
         yield server.start()
     finally:

@@ -2,11 +2,18 @@
 
 The session's server (the `prefect_api` fixture) uses it; tests that restart a server mid-run
 start one of their own, on the same port and PREFECT_HOME each time, as an operator would.
+
+A server started on a new PREFECT_HOME first creates its database: about 10 CPU-s of migrations,
+half of its start-up, paid by some 20 servers in a test session. The tests' servers start from a copy
+of one database migrated once per session (`migrated_database`); the README's first command, tested
+on a fresh PREFECT_HOME in test_first_command, still creates its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,12 +31,45 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class PrefectServer:
-    """`prefect server start` in its own process group, its log in PREFECT_HOME/server.log."""
+DATABASE = "prefect.db"  # in PREFECT_HOME: Prefect's default database, SQLite
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+
+def server_environment(home: Path) -> dict[str, str]:
+    """This process's environment for a Prefect server (or its CLI) on `home`, with no API of another server."""
+    environment = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    environment.pop("PREFECT_API_URL", None)
+    return environment
+
+
+def migrated_database(directory: Path) -> Path:
+    """An empty Prefect database at the installed Prefect's latest schema, in `directory`: made once, by the
+    first caller (a lock file keeps concurrent test processes from making it twice), then reused."""
+    directory.mkdir(parents=True, exist_ok=True)
+    database = directory / DATABASE
+    with (directory / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not database.is_file():
+            building = directory / "building"
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir()
+            subprocess.run(
+                [str(PREFECT), "server", "database", "upgrade", "-y"],
+                env=server_environment(building), check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+            (building / DATABASE).rename(database)
+    return database
+
+
+class PrefectServer:
+    """`prefect server start` in its own process group, its log in PREFECT_HOME/server.log.
+
+    With `database`, a new PREFECT_HOME starts from a copy of it (see `migrated_database`).
+    """
+
+    def __init__(self, home: Path, port: int | None = None, *, database: Path | None = None) -> None:
         self.home = home
         self.port = port or free_port()
+        self.database = database
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,13 +77,13 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self, timeout: float = 90) -> str:
-        environment = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-        environment.pop("PREFECT_API_URL", None)
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.database is not None and not (self.home / DATABASE).exists():
+            shutil.copyfile(self.database, self.home / DATABASE)
         with (self.home / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=server_environment(self.home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._wait_healthy(timeout)
         return self.api

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environmen
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
 from tests.prefect_api import prefect_client, read_flow_run
+from tests.prefect_server import DATABASE
 from tests.test_failures import write_project
 from tests.test_postgres import postgres_environment
 
@@ -126,12 +128,14 @@ def test_sigterm_cancels_the_query_and_ends_crashed_naming_the_signal(
 
 
 def test_ctrl_c_in_the_default_mode_records_the_run_and_frees_the_target(
-    workspace: Workspace, dbt_project: Path, tmp_path: Path, receiver: WebhookReceiver
+    workspace: Workspace, dbt_project: Path, tmp_path: Path, receiver: WebhookReceiver, prefect_database: Path
 ) -> None:
     """Ctrl-C with no PREFECT_API_URL: the temporary server outlives the run, which is recorded Crashed;
     the next run on the target starts at once."""
     workspace.env.pop("PREFECT_API_URL")
     workspace.env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    (tmp_path / "prefect-home").mkdir()
+    shutil.copyfile(prefect_database, tmp_path / "prefect-home" / DATABASE)  # a new user's, migrated
     long_model_workspace(workspace, dbt_project, receiver)
     run = RunningPipeline(workspace, "--select", "long_running")
     run.wait_for_query()

@@ -56,9 +56,9 @@ MODEL_OUTLIVING_A_RESTART = busy_duckdb_model(7_000_000_000)
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[PrefectServer]:
+def own_server(tmp_path: Path, prefect_database: Path) -> Iterator[PrefectServer]:
     """A Prefect server of this test's own, which it may stop and start again."""
-    server = PrefectServer(tmp_path / "prefect-home")
+    server = PrefectServer(tmp_path / "prefect-home", database=prefect_database)
     server.start()
     try:
         yield server
