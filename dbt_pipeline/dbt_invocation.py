@@ -23,6 +23,7 @@ from dbt.contracts.graph.manifest import Manifest
 from dbt.parser import manifest as dbt_manifest
 from dbt_common.events.base_types import EventMsg
 
+from dbt_pipeline import embedded_dbt
 from dbt_pipeline.failures import is_transient
 from dbt_pipeline.interrupts import TimeLimitReached, interruption_behind, sigterm_interrupts_dbt, time_limit
 from dbt_pipeline.node_status import NodeOutcome, outcome_of
@@ -152,6 +153,7 @@ def invoke_dbt(
     `results_to`, the command's target folder, receives its results file (`write_results`), which a
     command run with `--no-write-json` leaves unwritten.
     """
+    embedded_dbt.install()  # dbt's costs of running embedded, cut before it creates its adapter
     node_errors = _NodeErrorClassifier()
     running = _RunningNodes()
     with sigterm_interrupts_dbt() as reraise_interrupt, time_limit(timeout_seconds):

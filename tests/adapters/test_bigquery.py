@@ -17,8 +17,10 @@ from typing import Any
 import google.auth.compute_engine._metadata
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from dbt.adapters.bigquery.credentials import BigQueryCredentials, create_google_credentials
+from google.oauth2 import service_account
 from prefect.blocks.core import Block
 from prefect_gcp import GcpCredentials
 
@@ -569,3 +571,36 @@ def test_key_content_never_in_the_credentials_block_repr(service_account_key: di
     assert service_account_key["private_key"][40:80] not in repr(credentials) + json.dumps(
         credentials.model_dump(mode="json")
     )
+
+
+def test_a_run_parses_its_service_account_key_once(
+    load: Load, service_account_key: dict[str, Any], private_key: rsa.RSAPrivateKey
+) -> None:
+    """dbt-bigquery builds Google credentials at each connection; after the run's prepare_run, those of one key
+    share one signer (the key parsed once), which signs with that key, and each keeps its own token."""
+    environment, _ = bigquery(load)
+    outputs = {"method": "service-account-json", "keyfile_json": service_account_key, "threads": 4}
+    environment.prepare_run(outputs)
+    dbt_credentials = BigQueryCredentials.from_dict(
+        {**outputs, "type": "bigquery", "database": "test-project", "schema": "analytics_prod"}
+    )
+    first, second = (create_google_credentials(dbt_credentials) for _ in range(2))
+    assert isinstance(first, service_account.Credentials)
+    assert isinstance(second, service_account.Credentials)
+    assert first is not second
+    assert first.signer is second.signer
+    signature = second.sign_bytes(b"a JWT to sign")
+    private_key.public_key().verify(signature, b"a JWT to sign", padding.PKCS1v15(), hashes.SHA256())
+
+    another_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = another_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    other = create_google_credentials(
+        BigQueryCredentials.from_dict(
+            {**outputs, "keyfile_json": {**service_account_key, "private_key": pem}, "type": "bigquery",
+             "database": "test-project", "schema": "analytics_prod"}
+        )
+    )  # fmt: skip
+    assert isinstance(other, service_account.Credentials)
+    assert other.signer is not first.signer
