@@ -55,6 +55,14 @@ class RunningPipeline:
     def output(self) -> str:
         return self.log.read_text()
 
+    def wait_for(self, text: str, timeout: float = 240) -> None:
+        """Until the run's output holds `text`; fails if the run ends first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert self.process.poll() is None, f"the pipeline ended before {text!r}:\n{self.output[-4000:]}"
+            assert time.monotonic() < deadline, f"no {text!r} within {timeout:g} s:\n{self.output[-4000:]}"
+            time.sleep(0.5)
+
     def wait_for_query(self, step: str = "dbt-run", timeout: float = 240) -> None:
         """Until dbt runs the step's nodes (the step's "Running N nodes" line), plus a moment for the query to start."""
         pattern = re.compile(rf"Task run '{step}-\w+' - Running \d+ nodes?$", re.MULTILINE)

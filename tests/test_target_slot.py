@@ -44,15 +44,26 @@ from dbt_pipeline.target_slot import (
     write_holder,
 )
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
-from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments, make_workspace, with_short_takeover
+from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
 from tests.silent_proxy import SilentProxy
 from tests.test_interrupts import LONG_DUCKDB_MODEL, RunningPipeline
 
-# About 30-60 s of DuckDB work on one core: the run outlives a server restart, then ends by itself.
-MODEL_OUTLIVING_A_RESTART = busy_duckdb_model(7_000_000_000)
+
+def model_waiting_for(gate: Path) -> str:
+    """A dbt Python model that runs until the file `gate` exists (at most 10 minutes), idle: a run that outlives
+    whatever the test does meanwhile (a server restart), then ends by itself when the test opens the gate."""
+    return (
+        "import time\nfrom pathlib import Path\n\n\n"
+        "def model(dbt, session):\n"
+        "    dbt.config(materialized='table')\n"
+        "    deadline = time.monotonic() + 600\n"
+        f"    while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.2)\n"
+        "    return session.sql('select 1 as waited')\n"
+    )
 
 
 @pytest.fixture
@@ -73,7 +84,7 @@ def slot_workspace(tmp_path: Path, own_server: PrefectServer, dbt_project: Path)
     workspace.write_environments(
         with_short_takeover(duckdb_environments(dbt_project, workspace.root / "dev.duckdb", "dev"))
     )
-    (dbt_project / "models" / "marts" / "outlives_a_restart.sql").write_text(MODEL_OUTLIVING_A_RESTART)
+    (dbt_project / "models" / "marts" / "outlives_a_restart.py").write_text(model_waiting_for(workspace.root / "gate"))
     (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
     workspace.setup("--blocks-only")
     return workspace
@@ -99,9 +110,10 @@ def test_server_restarted_mid_run_the_run_finishes_and_the_next_one_gets_the_tar
     own_server.stop()
     own_server.start()
     second = RunningPipeline(slot_workspace, "--select", "raw_stores", "--retries", "0")
+    second.wait_for("Waiting for target 'dev': flow run")  # the holder, still running, keeps the target
+    (slot_workspace.root / "gate").touch()  # the first run's model ends
     assert first.process.wait(timeout=600) == 0, first.output[-4000:]
     assert second.process.wait(timeout=600) == 0, second.output[-4000:]
-    assert "Waiting for target 'dev': flow run" in second.output, "the second run should have waited"
     assert "is gone" not in second.output, "a live holder must never be taken over"
     first_run = read_flow_run(own_server.api, first.output)
     assert first_run.state_type == StateType.COMPLETED
