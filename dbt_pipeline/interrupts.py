@@ -88,6 +88,19 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored in the block, when called from the main thread (the only one that may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def interruption_behind(error: BaseException | None) -> BaseException | None:
     """The interruption (Ctrl-C, a signal, a time limit) that stopped dbt, if one did, from the error dbt returned.
 

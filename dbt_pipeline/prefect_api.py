@@ -10,14 +10,11 @@ first, within a bounded time, and raises `PrefectApiError` with the cause and th
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -33,6 +30,7 @@ from prefect.settings import (
 )
 
 from dbt_pipeline.errors import PrefectApiError
+from dbt_pipeline.interrupts import sigint_ignored
 
 # How long a configured API may take to answer its health check. A healthy server answers in
 # milliseconds; one that accepts connections but never answers would otherwise hold the command
@@ -135,24 +133,11 @@ def detached_temporary_server() -> Any:
             # At exit, after a Ctrl-C: a second one (pressed again, or forwarded by `uv run` 200 ms after the
             # first when there is no terminal) would break Prefect's wait for the server to stop (at most 5 s,
             # then it is killed) and print a traceback as the command's last words.
-            with _sigint_ignored():
+            with sigint_ignored():
                 super().stop()
 
     # Prefect keeps one temporary server per process, looked up by port (None: any port).
     return DetachedTemporaryServer()
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored in the block, when called from the main thread (the only one that may set handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _die_with_parent() -> None:

@@ -55,22 +55,18 @@ class RunningPipeline:
     def output(self) -> str:
         return self.log.read_text()
 
-    def wait_for(self, text: str, timeout: float = 240) -> None:
-        """Until the run's output holds `text`; fails if the run ends first."""
+    def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 240) -> None:
+        """Until the run's output holds `pattern` (a text or a regular expression); fails if the run ends first."""
+        found = pattern.search if isinstance(pattern, re.Pattern) else pattern.__contains__
         deadline = time.monotonic() + timeout
-        while text not in self.output:
-            assert self.process.poll() is None, f"the pipeline ended before {text!r}:\n{self.output[-4000:]}"
-            assert time.monotonic() < deadline, f"no {text!r} within {timeout:g} s:\n{self.output[-4000:]}"
+        while not found(self.output):
+            assert self.process.poll() is None, f"the pipeline ended before {pattern!r}:\n{self.output[-4000:]}"
+            assert time.monotonic() < deadline, f"no {pattern!r} within {timeout:g} s:\n{self.output[-4000:]}"
             time.sleep(0.5)
 
     def wait_for_query(self, step: str = "dbt-run", timeout: float = 240) -> None:
         """Until dbt runs the step's nodes (the step's "Running N nodes" line), plus a moment for the query to start."""
-        pattern = re.compile(rf"Task run '{step}-\w+' - Running \d+ nodes?$", re.MULTILINE)
-        deadline = time.monotonic() + timeout
-        while not pattern.search(self.output):
-            assert self.process.poll() is None, f"the pipeline ended early:\n{self.output[-4000:]}"
-            assert time.monotonic() < deadline, f"{step} did not start:\n{self.output[-4000:]}"
-            time.sleep(0.5)
+        self.wait_for(re.compile(rf"Task run '{step}-\w+' - Running \d+ nodes?$", re.MULTILINE), timeout)
         time.sleep(3)
 
     def stop(self, signum: signal.Signals, *, group: bool = False) -> float:
