@@ -35,7 +35,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Crashed
 
 from dbt_pipeline.environments import target_concurrency_limit
@@ -47,6 +47,7 @@ PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration 
 RECORD_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
+_CALLS_PER_BEAT = 3  # read the holder, renew the lease, write the holder: see _Heartbeat._beat
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class SlotTimings:
 
     The derived values keep the same proportions whatever `takeover_after` is, because the guarantee
     rests on them: a holder cut off from the API stops its run before the others may take its target
-    over. Its heartbeat fails for `api_lost_after` (3/4), checked after each beat (a quarter) and its
-    calls (a sixth each, an API that never answers): in the worst case it stops after 5/6, before 1.
+    over. It stops `api_lost_after` (3/4) after the start of its last heartbeat that got through, which
+    is before the heartbeat time the others read, by a clock that no call can hold up: slow or hanging
+    calls change nothing. The quarter left is the run's time to stop before the others may take over.
     """
 
     takeover_after: float = 60.0
@@ -73,7 +75,8 @@ class SlotTimings:
 
     @property
     def call_timeout(self) -> float:
-        """What one heartbeat call may take: an API that accepts connections but never answers counts as lost."""
+        """What one heartbeat call may take before the next beat tries again (an API that accepts
+        connections but never answers must not hold the heartbeat up for ever)."""
         return self.takeover_after / 6
 
     @property
@@ -387,7 +390,12 @@ def _renew(client: SyncPrefectClient, lease_id: UUID, timings: SlotTimings) -> b
 
 
 class _Heartbeat:
-    """Renews the lease and the holder record while the run holds the target."""
+    """Renews the lease and the holder record while the run holds the target, and stops the run once the
+    API has been out of reach for `api_lost_after`, or once it finds the target taken over.
+
+    Two threads, because a call that hangs must not hold up the clock: the beats, at a fixed rate from each
+    beat's start, and the watch, which sleeps until the deadline that the last recorded beat set.
+    """
 
     def __init__(
         self,
@@ -400,45 +408,44 @@ class _Heartbeat:
     ) -> None:
         self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
         self.on_api_lost, self.timings = on_api_lost, timings
-        self.stopping = threading.Event()
+        self.ended = threading.Event()  # stopped, or lost: no more beats
+        self.changed = threading.Condition()  # a beat's outcome, or the end: guards the two fields below
+        self.last_recorded = time.monotonic()  # the start of the last beat that got through (acquiring counts)
+        self.last_problem: Exception | None = None
+        self.lease_lost = False
         # In the caller's context: Prefect's settings (the API the caller chose, with temporary_settings too)
         # are context variables, which a new thread would not see.
-        context = contextvars.copy_context()
-        self.thread = threading.Thread(target=context.run, args=(self._run,), name=f"heartbeat-{target}", daemon=True)
-        self.lease_lost = False
+        self.threads = [
+            threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"{name}-{target}", daemon=True)
+            for name, run in (("heartbeat", self._beats), ("heartbeat-watch", self._watch))
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=self.timings.heartbeat)
+        with self.changed:
+            self.ended.set()
+            self.changed.notify_all()
+        for thread in self.threads:
+            thread.join(timeout=self.timings.heartbeat)
 
-    def _run(self) -> None:
-        # One short attempt per beat: the next beat is the retry, and the clock below the judge.
+    def _beats(self) -> None:
+        # One short attempt per beat: the next beat is the retry, and the watch the judge.
         with (
             temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
             get_client(sync_client=True, httpx_settings={"timeout": self.timings.call_timeout}) as client,
         ):
-            # The other runs count from the heartbeat a beat records, taken after its first calls: the silence
-            # is counted from the start of the last beat that succeeded, never from its (maybe slow) answer.
-            last_recorded = time.monotonic()
-            while not self.stopping.wait(self.timings.heartbeat):
-                beat_started = time.monotonic()
+            next_beat = time.monotonic() + self.timings.heartbeat
+            while not self.ended.wait(max(next_beat - time.monotonic(), 0)):
+                started = time.monotonic()
+                next_beat = started + self.timings.heartbeat  # a slow beat does not push the next ones back
                 try:
                     taken = self._beat(client)
-                    last_recorded = beat_started
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
-                    silence = time.monotonic() - last_recorded
-                    if silence >= self.timings.api_lost_after:
-                        api = str(client.api_url).rstrip("/")
-                        self._lose(
-                            f"the Prefect API at {api} has not answered for {silence:.0f} s "
-                            f"(last call: {type(problem).__name__}: {problem}). Check the Prefect server "
-                            "(`prefect server status`) or PREFECT_API_URL"
-                        )
-                        return
+                    self._outcome(problem=problem)
                     continue
                 if taken is not None:
                     self._lose(
@@ -446,8 +453,49 @@ class _Heartbeat:
                         f"{self.timings.takeover_after:.0f} s (the process was paused or starved): {taken}"
                     )
                     return
+                # The other runs count from the heartbeat the beat recorded, taken after its first calls:
+                # counting from the beat's start, never from its (maybe slow) answer, stops sooner.
+                self._outcome(recorded=started)
+
+    def _outcome(self, *, recorded: float | None = None, problem: Exception | None = None) -> None:
+        with self.changed:
+            self.last_recorded = recorded if recorded is not None else self.last_recorded
+            self.last_problem = problem
+            self.changed.notify_all()
+
+    def _watch(self) -> None:
+        reason = None
+        with self.changed:
+            woke_late = False
+            while reason is None and not self.ended.is_set():
+                deadline = self.last_recorded + self.timings.api_lost_after
+                if (now := time.monotonic()) < deadline:
+                    self.changed.wait(deadline - now)
+                    woke_late = time.monotonic() - deadline > self.timings.poll
+                elif woke_late:
+                    # The process was paused or starved, not cut off: the beat due now says whether the target
+                    # is still this run's (it goes on), taken (it stops), or the API is out of reach after all.
+                    woke_late = False
+                    self.changed.wait(self.timings.call_timeout * _CALLS_PER_BEAT)
+                else:
+                    reason = self._api_lost(now - self.last_recorded, self.last_problem)
+        if reason is not None:
+            self._lose(reason)
+
+    def _api_lost(self, silence: float, problem: Exception | None) -> str:
+        api = PREFECT_API_URL.value()  # the caller's, as the beats' client reads it: the thread has its context
+        last_call = f"{type(problem).__name__}: {problem}" if problem else "still waiting for an answer"
+        return (
+            f"the Prefect API at {str(api).rstrip('/')} has not answered for {silence:.0f} s (last call: "
+            f"{last_call}). Check the Prefect server (`prefect server status`) or PREFECT_API_URL"
+        )
 
     def _lose(self, reason: str) -> None:
+        with self.changed:
+            if self.ended.is_set():
+                return
+            self.ended.set()
+            self.changed.notify_all()
         if self.on_api_lost is not None:
             self.on_api_lost(reason)
 
