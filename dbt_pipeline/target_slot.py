@@ -180,10 +180,10 @@ def hold_target(
     """Hold `target`'s slot for the block: wait for it (taking it from a holder that is gone), keep
     it alive with a heartbeat, and free it on the way out, whatever happens in the block.
 
-    `on_api_lost(reason)` is called (from the heartbeat's thread) once the API has not answered for
-    `timings.api_lost_after`, or when the heartbeat finds the target taken over (the process was paused
-    for longer than the take-over delay): the caller stops the run, since its target is, or is about to
-    be, another run's.
+    `on_api_lost(reason)` is called (from a heartbeat thread) once the API has not answered for
+    `timings.api_lost_after` since the start of the last heartbeat that reached it, or when the heartbeat
+    finds the target taken over (the process was paused for longer than the take-over delay): the caller
+    stops the run, since its target is, or is about to be, another run's.
     `timings` are the environment's (`takeover_after_seconds`), 60 s by default.
     """
     timings = timings or SlotTimings()
