@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
@@ -48,6 +49,9 @@ RECORD_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
 _CALLS_PER_BEAT = 3  # read the holder, renew the lease, write the holder: see _Heartbeat._beat
+_TRY_AGAIN_STATUSES = frozenset({429, 502, 503, 504})  # as Prefect's own client retries (and a gateway's time-out)
+_FIRST_RETRY_PAUSE = 0.5
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -432,30 +436,27 @@ class _Heartbeat:
             thread.join(timeout=self.timings.heartbeat)
 
     def _beats(self) -> None:
-        # One short attempt per beat: the next beat is the retry, and the watch the judge.
+        # Each call is tried again while the API is unavailable (see _persist); the watch is the judge.
         with (
             temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}),
             get_client(sync_client=True, httpx_settings={"timeout": self.timings.call_timeout}) as client,
         ):
             next_beat = time.monotonic() + self.timings.heartbeat
             while not self.ended.wait(max(next_beat - time.monotonic(), 0)):
-                started = time.monotonic()
-                next_beat = started + self.timings.heartbeat  # a slow beat does not push the next ones back
+                next_beat = time.monotonic() + self.timings.heartbeat  # a slow beat does not push the next ones back
                 try:
-                    taken = self._beat(client)
+                    beat = self._beat(client)
                 except Exception as problem:  # the API may be away for a while: try again next beat
                     self.logger.debug("Heartbeat of target %r failed: %s", self.target, problem)
                     self._outcome(problem=problem)
                     continue
-                if taken is not None:
+                if isinstance(beat, str):
                     self._lose(
                         f"target {self.target!r} was taken over while this run was silent for more than "
-                        f"{self.timings.takeover_after:.0f} s (the process was paused or starved): {taken}"
+                        f"{self.timings.takeover_after:.0f} s (the process was paused or starved): {beat}"
                     )
                     return
-                # The other runs count from the heartbeat the beat recorded, taken after its first calls:
-                # counting from the beat's start, never from its (maybe slow) answer, stops sooner.
-                self._outcome(recorded=started)
+                self._outcome(recorded=beat)
 
     def _outcome(self, *, recorded: float | None = None, problem: Exception | None = None) -> None:
         with self.changed:
@@ -475,8 +476,11 @@ class _Heartbeat:
                 elif woke_late:
                     # The process was paused or starved, not cut off: the beat due now says whether the target
                     # is still this run's (it goes on), taken (it stops), or the API is out of reach after all.
-                    woke_late = False
-                    self.changed.wait(self.timings.call_timeout * _CALLS_PER_BEAT)
+                    woke_late, before = False, self.last_recorded
+                    self.changed.wait_for(
+                        lambda: self.last_recorded != before or self.ended.is_set(),  # noqa: B023 (called in this iteration)
+                        self.timings.call_timeout * _CALLS_PER_BEAT,
+                    )
                 else:
                     reason = self._api_lost(now - self.last_recorded, self.last_problem)
         if reason is not None:
@@ -499,18 +503,53 @@ class _Heartbeat:
         if self.on_api_lost is not None:
             self.on_api_lost(reason)
 
-    def _beat(self, client: SyncPrefectClient) -> str | None:
-        """Say this run is alive; who has the target now, if another run took it over."""
-        holder = read_holder(client, self.target)
+    def _beat(self, client: SyncPrefectClient) -> float | str:
+        """Say this run is alive: when (on the monotonic clock) it stamped the heartbeat the other runs read,
+        or, if another run took the target over, who has it now."""
+        holder = self._persist(lambda: read_holder(client, self.target))
         if holder is not None and holder.flow_run_id != self.flow_run_id:
             return f"flow run {holder.flow_run_id} holds it"
-        lease_alive = not self.lease_lost and _renew(client, self.lease_id, self.timings)
+        lease_alive = not self.lease_lost and self._persist(lambda: _renew(client, self.lease_id, self.timings))
         if holder is None and not lease_alive:
             # Only a holder's release deletes the record (a server restart keeps it), and a live run's lease
             # ends with a take-over or a restart: the run that took the target over has released it since.
             return "the run that took it over has released it since"
-        write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC), self.lease_id))
+
+        def record() -> float:  # stamped at each attempt: the other runs count from the stamp they read
+            stamped = time.monotonic()
+            write_holder(client, self.target, Holder(self.flow_run_id, datetime.now(UTC), self.lease_id))
+            return stamped
+
+        stamped = self._persist(record)
         if not lease_alive and not self.lease_lost:
             self.lease_lost = True
             self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)
-        return None
+        return stamped
+
+    def _persist(self, call: Callable[[], _T]) -> _T:
+        """`call()`, tried again after a short pause while the API says it is unavailable for now (a busy
+        server's SQLite answers 503 to one request and serves the next) or cannot be reached, until the run
+        ends. The watch, not the number of tries, decides when the API counts as lost."""
+        pause = _FIRST_RETRY_PAUSE
+        while True:
+            try:
+                return call()
+            except (PrefectHTTPStatusError, httpx.TransportError) as problem:
+                if not _worth_another_try(problem) or self.ended.is_set():
+                    raise
+                self.logger.debug("Heartbeat of target %r: %s; trying again", self.target, problem)
+                self._outcome(problem=problem)
+            if self.ended.wait(pause):
+                raise _HeartbeatEndedError
+            pause = min(pause * 2, self.timings.heartbeat)
+
+
+class _HeartbeatEndedError(Exception):
+    """The run stopped holding its target while a heartbeat call was waiting to be tried again."""
+
+
+def _worth_another_try(problem: Exception) -> bool:
+    """Whether the API may answer the same call a moment later: unavailable, overloaded, or out of reach."""
+    if isinstance(problem, PrefectHTTPStatusError):
+        return problem.response.status_code in _TRY_AGAIN_STATUSES
+    return isinstance(problem, httpx.TransportError)

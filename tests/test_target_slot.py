@@ -46,6 +46,7 @@ from dbt_pipeline.target_slot import (
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import REPO, Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
+from tests.flaky_api import FlakyApi
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
 from tests.silent_proxy import SilentProxy
@@ -525,6 +526,32 @@ def test_a_run_whose_take_over_was_overtaken_does_not_take_the_slot_again(
     output = waiting.communicate()[0]
     assert "held" not in output, output
     assert "Taking its slot" not in output, output
+
+
+def test_a_busy_api_that_refuses_every_other_call_keeps_the_run_going(prefect_api: str) -> None:
+    """A server too busy to take every call (503 Service Unavailable to every other request, as Prefect on
+    SQLite answers when the database is locked) for twice the API-loss delay: the heartbeat tries each call
+    again, keeps recording the run, and the run is not stopped.
+
+    (Seen in a loaded CI run: one attempt per beat, three calls per beat, a run stopped as if cut off.)"""
+    target, me = new_target_with_a_running_flow_run(prefect_api, "busy")
+    timings = SlotTimings(takeover_after=20)
+    lost: list[str] = []
+    with (
+        FlakyApi(prefect_api, every=2) as flaky,
+        temporary_settings({PREFECT_API_URL: flaky.api}),
+        hold_target(target, me, logging.getLogger("slot"), lost.append, timings),
+    ):
+        busy_from = datetime.now(UTC)
+        time.sleep(timings.api_lost_after * 2)
+        with prefect_client(prefect_api) as client:
+            holder = read_holder(client, target)
+    assert not lost, lost
+    assert flaky.refused > 10, "the proxy refused too few calls to test anything"
+    assert holder is not None
+    assert holder.flow_run_id == me
+    assert datetime.now(UTC) - holder.heartbeat_at < timedelta(seconds=timings.takeover_after), "the record went stale"
+    assert holder.heartbeat_at > busy_from
 
 
 def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_recorded_heartbeat(prefect_api: str) -> None:
