@@ -60,9 +60,9 @@ class SlotTimings:
 
     The derived values keep the same proportions whatever `takeover_after` is, because the guarantee
     rests on them: a holder cut off from the API stops its run before the others may take its target
-    over. It stops `api_lost_after` (3/4) after the start of its last heartbeat that got through, which
-    is before the heartbeat time the others read, by a clock that no call can hold up: slow or hanging
-    calls change nothing. The quarter left is the run's time to stop before the others may take over.
+    over. It stops `api_lost_after` (3/4) after the last heartbeat it recorded (stamped when sent, the
+    time the others read), by a clock that no call can hold up: slow or hanging calls change nothing.
+    The quarter left is the run's time to stop before the others may take over.
     """
 
     takeover_after: float = 60.0
@@ -414,7 +414,7 @@ class _Heartbeat:
         self.on_api_lost, self.timings = on_api_lost, timings
         self.ended = threading.Event()  # stopped, or lost: no more beats
         self.changed = threading.Condition()  # a beat's outcome, or the end: guards the two fields below
-        self.last_recorded = time.monotonic()  # the start of the last beat that got through (acquiring counts)
+        self.last_recorded = time.monotonic()  # when the last recorded heartbeat was stamped (acquiring counts)
         self.last_problem: Exception | None = None
         self.lease_lost = False
         # In the caller's context: Prefect's settings (the API the caller chose, with temporary_settings too)
