@@ -185,7 +185,7 @@ def hold_target(
     it alive with a heartbeat, and free it on the way out, whatever happens in the block.
 
     `on_api_lost(reason)` is called (from a heartbeat thread) once the API has not answered for
-    `timings.api_lost_after` since the start of the last heartbeat that reached it, or when the heartbeat
+    `timings.api_lost_after` since the last heartbeat it recorded, or when the heartbeat
     finds the target taken over (the process was paused for longer than the take-over delay): the caller
     stops the run, since its target is, or is about to be, another run's.
     `timings` are the environment's (`takeover_after_seconds`), 60 s by default.
