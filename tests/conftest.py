@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,63 @@ def copy_example_project(destination: Path) -> Path:
     return destination
 
 
+# The part of the example project that the tests of what happens around a run (signals, crashes, the
+# target's slot, retries) build, marked `example_slice`: two sources, their seeds, their staging models and
+# those models' tests. 20 nodes instead of the example's 261: a run of it costs what its orchestration
+# costs, not the example's parse (a run of one seed: 11 CPU-s against 21 on a fresh copy).
+SLICE_TABLES = ("customers", "stores")
+STAGING = Path("models") / "staging"
+
+
+def copy_example_slice(destination: Path) -> Path:
+    """A private copy of the example project at `destination`, with only the nodes of SLICE_TABLES (and an empty
+    models/marts for the tests' own models): its configuration, macros and generic tests, and the YAML entries
+    of those nodes, as written in the example."""
+    seeds = [f"raw_{table}" for table in SLICE_TABLES]
+    models = [f"stg_shop__{table}" for table in SLICE_TABLES]
+    shutil.copytree(EXAMPLE_PROJECT / "macros", destination / "macros")
+    shutil.copytree(EXAMPLE_PROJECT / "tests" / "generic", destination / "tests" / "generic")
+    for folder in (destination / "seeds", destination / STAGING, destination / "models" / "marts"):
+        folder.mkdir(parents=True)
+    for name in [f"seeds/{seed}.csv" for seed in seeds] + [f"{STAGING}/{model}.sql" for model in models]:
+        shutil.copyfile(EXAMPLE_PROJECT / name, destination / name)
+    _copy_yaml(Path("seeds") / "_seeds.yml", destination, lambda document: _keep(document["seeds"], seeds))
+    _copy_yaml(STAGING / "_shop__models.yml", destination, lambda document: _keep(document["models"], models))
+    _copy_yaml(
+        STAGING / "_shop__sources.yml",
+        destination,
+        lambda document: _keep(document["sources"][0]["tables"], SLICE_TABLES),
+    )
+    # Only the layers it has: dbt warns of configuration for folders without a model.
+    _copy_yaml(
+        Path("dbt_project.yml"),
+        destination,
+        lambda document: _keep_keys(document["models"]["shop_analytics"], ["staging"]),
+    )
+    return destination
+
+
+def _copy_yaml(relative: Path, destination: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    document = yaml.safe_load((EXAMPLE_PROJECT / relative).read_text(encoding="utf-8"))
+    edit(document)
+    (destination / relative).write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+
+
+def _keep(entries: list[dict[str, Any]], names: Sequence[str]) -> None:
+    entries[:] = [entry for entry in entries if entry["name"] in names]
+
+
+def _keep_keys(mapping: dict[str, Any], keys: Sequence[str]) -> None:
+    for key in set(mapping) - set(keys):
+        del mapping[key]
+
+
 @pytest.fixture
-def dbt_project(tmp_path: Path) -> Path:
-    """A private copy of the example dbt project (without build outputs or a local profile)."""
+def dbt_project(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
+    """A private copy of the example dbt project (without build outputs or a local profile), or of its slice
+    (`copy_example_slice`) for the tests marked `example_slice`."""
+    if request.node.get_closest_marker("example_slice"):
+        return copy_example_slice(tmp_path / "dbt")
     return copy_example_project(tmp_path / "dbt")
 
 

@@ -33,6 +33,9 @@ from tests.prefect_server import DATABASE
 from tests.test_failures import write_project
 from tests.test_postgres import postgres_environment
 
+# What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
+pytestmark = pytest.mark.example_slice
+
 # Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
 LONG_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)
 LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept from pg_sleep(600)\n"

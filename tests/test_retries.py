@@ -15,6 +15,9 @@ import pytest
 from tests.conftest import REPO, Workspace
 from tests.prefect_api import all_task_runs, node_runs, node_unique_id, step_runs
 
+# What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
+pytestmark = pytest.mark.example_slice
+
 # Holds the write lock of a DuckDB file, as a loader writing into it would, until told to stop.
 HOLD_WRITE_LOCK = textwrap.dedent(
     """
@@ -43,7 +46,7 @@ def add_landing_models(project: Path, landing: Path) -> None:
         database.execute("create table events as select range as id, 'kind_' || (range % 3) as kind from range(30)")
 
 
-@pytest.mark.parametrize(("mode", "step", "nodes"), [("steps", "run", 30), ("build", "build", 266)])
+@pytest.mark.parametrize(("mode", "step", "nodes"), [("steps", "run", 4), ("build", "build", 22)])
 def test_held_lock_is_retried_rerunning_only_the_affected_nodes(
     workspace: Workspace, dbt_project: Path, prefect_api: str, mode: str, step: str, nodes: int
 ) -> None:

@@ -265,6 +265,9 @@ import logging, os, sys, time
 from pathlib import Path
 from uuid import UUID
 from dbt_pipeline.target_slot import SlotTimings, hold_target
+
+# What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
+pytestmark = pytest.mark.example_slice
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)
 target, flow_run_id, go, hold_for = sys.argv[1:5]
