@@ -15,6 +15,9 @@ from tests.conftest import Workspace, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_logs, read_flow_run
 
+# What a run's end sends, not what it builds: a slice of the example project (tests/conftest.py).
+pytestmark = pytest.mark.example_slice
+
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, object]]]]:

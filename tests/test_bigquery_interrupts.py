@@ -27,7 +27,7 @@ from typing import NamedTuple
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from tests.conftest import Workspace, copy_example_project, make_workspace
+from tests.conftest import Workspace, copy_example_slice, make_workspace
 from tests.emulators import BigQueryEmulator, unique_dataset
 from tests.emulators.slow_jobs import HOLD_MARKER, HeldJob, SlowJobsProxy, slow_jobs_proxy
 from tests.loopback import TokenEndpoint
@@ -63,7 +63,7 @@ def held_target(
     assert bigquery_emulator.project is not None
     assert bigquery_emulator.endpoint is not None
     root = tmp_path_factory.mktemp("bigquery-interrupts")
-    dbt_project = copy_example_project(root / "dbt")
+    dbt_project = copy_example_slice(root / "dbt")
     (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_BIGQUERY_MODEL)
     workspace = make_workspace(root, prefect_api, prefect_home)
     for name in ("BIGQUERY_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS"):

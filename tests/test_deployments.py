@@ -27,7 +27,15 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.states import Cancelled
 
-from tests.conftest import REPO, Workspace, busy_duckdb_model, copy_example_project, duckdb_environments, make_workspace
+from tests.conftest import (
+    REPO,
+    Workspace,
+    busy_duckdb_model,
+    copy_example_project,
+    copy_example_slice,
+    duckdb_environments,
+    make_workspace,
+)
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PREFECT
@@ -189,7 +197,7 @@ def test_deployment_run_builds_dev_and_a_second_run_waits(deployed: Deployed) ->
 def test_deployment_run_of_a_broken_project_fails(deployed: Deployed) -> None:
     """A run whose project has a broken model ends Failed, and `prefect deployment run --watch` exits non-zero."""
     broken = deployed.workspace.root / "broken_project"
-    copy_example_project(broken)
+    copy_example_slice(broken)
     (broken / "models" / "marts" / "broken.sql").write_text("select * from missing_table\n")
     result = deployed.prefect(
         "deployment", "run", DEV, "--param", "target=dev", "--param", f"project_dir={broken}", *WATCH
@@ -248,7 +256,7 @@ def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed,
     stopped (the warehouse file writable again), the target free for the next run, and one alert, CANCELLED
     (not CRASHED: the worker's SIGTERM reaches the run as a crash before the worker runs the cancel hook)."""
     project = deployed.workspace.root / "long_project"
-    copy_example_project(project)
+    copy_example_slice(project)
     (project / "models" / "marts" / "long_running.sql").write_text(busy_duckdb_model(30_000_000_000))
     started = deployed.prefect(
         "deployment", "run", DEV, "--param", f"project_dir={project}", "--param", "select=long_running"

@@ -687,6 +687,7 @@ def test_bigquery_busy_answers_through_dbt_are_transient(bigquery_emulator: BigQ
 # -- end to end -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.example_slice
 def test_pipeline_fails_a_wrong_model_mentioning_503_and_timeout_after_one_attempt(
     workspace: Workspace, dbt_project: Path, prefect_api: str
 ) -> None:

@@ -33,7 +33,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from dbt_pipeline.profiles import private_profiles_dir, profile_outputs, profiles_document
-from tests.conftest import REPO, Workspace, copy_example_project, make_workspace
+from tests.conftest import REPO, Workspace, copy_example_slice, make_workspace
 from tests.postgres_server import running_postgres
 from tests.prefect_api import all_task_runs, prefect_client, prefect_logs, read_flow_run
 
@@ -188,7 +188,7 @@ def secret_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.Te
     """Setup with a key, a webhook URL, then a failing pipeline run alerting through an unreachable webhook."""
     started = time.time()
     root = tmp_path_factory.mktemp("secrets")
-    project = copy_example_project(root / "dbt")
+    project = copy_example_slice(root / "dbt")
     (project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
     key_file = root / "keys" / "service-account.json"
     key_markers = generated_key(key_file)
@@ -383,7 +383,7 @@ def postgres_run(prefect_api: str, prefect_home: Path, tmp_path_factory: pytest.
     started = time.time()
     password = f"SECRET-PGPASS-{uuid.uuid4().hex}"
     root = tmp_path_factory.mktemp("secrets-postgres")
-    project = copy_example_project(root / "dbt")
+    project = copy_example_slice(root / "dbt")
     (project / "models" / "marts" / "broken_revenue.sql").write_text("select amount from no_such_table\n")
     workspace = make_workspace(root, prefect_api, prefect_home)
     with running_postgres(password=password) as server:
