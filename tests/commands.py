@@ -8,9 +8,9 @@ queued event and log line is sent before the test reads the API.
 The commands stay proven as processes where the process is what a test is about: the README's first command
 (tests/test_first_command.py), the setup's own file (tests/test_setup_profiles.py), the cases marked
 `process=True` in tests/test_bad_input.py, every run that is sent a signal, killed, paused or loses its API
-(started with Popen in tests/test_interrupts.py, test_crashes.py, test_target_slot.py, test_retries.py,
-test_concurrency.py; a run that loses its API ends its own process), deployment runs (a real worker starts
-them), and any command without PREFECT_API_URL (Prefect's temporary server).
+(started with Popen in tests/test_interrupts.py, test_crashes.py, test_server_faults.py, test_target_slot.py,
+test_retries.py, test_concurrency.py; a run that loses its API ends its own process), deployment runs (a real
+worker starts them), and any command without PREFECT_API_URL (Prefect's temporary server).
 """
 
 from __future__ import annotations

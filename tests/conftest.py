@@ -32,9 +32,10 @@ TESTS = REPO / "tests"
 # whole file at a time (--dist loadfile); started first, they end before the short files, which fill the gaps
 # (with xdist's default order, by number of tests, a long file could start last and run alone at the end).
 LONGEST_FIRST = (
-    "test_target_slot.py", "test_bigquery.py", "test_interrupts.py", "test_first_command.py", "test_crashes.py",
-    "test_screenshots.py", "test_pipeline.py", "test_alerts.py", "test_deployments.py", "test_retry_failed.py",
-    "test_packages.py", "test_changed_only.py", "test_bigquery_interrupts.py",
+    "test_server_faults.py", "test_first_command.py", "test_interrupts.py", "test_bigquery.py", "test_target_slot.py",
+    "test_crashes.py", "test_deployments.py", "test_screenshots.py", "test_retries.py", "test_alerts.py",
+    "test_changed_only.py", "test_retry_failed.py", "test_pipeline.py", "test_packages.py",
+    "test_bigquery_interrupts.py",
 )  # fmt: skip
 
 
