@@ -16,9 +16,12 @@ import pytest
 from tests.conftest import Workspace
 from tests.prefect_api import all_task_runs, step_runs
 
+# Fetching and using packages, not what the project builds: a slice of the example project (tests/conftest.py).
+pytestmark = pytest.mark.example_slice
+
 GIT = shutil.which("git") or "git"
 DBT = Path(sys.executable).with_name("dbt")
-# A model of the example project that calls one macro of each package.
+# A model added to the project that calls one macro of each package.
 MODEL = "select {{ local_helpers.times_two(21) }} as from_local, {{ git_helpers.plus_one(41) }} as from_git\n"
 
 
@@ -68,7 +71,7 @@ def packages_document(git_url: str) -> str:
 def test_local_and_git_packages_are_installed_and_used(
     workspace: Workspace, dbt_project: Path, prefect_api: str, tmp_path: Path, package_file: str
 ) -> None:
-    """deps runs first and installs both packages; a model of the example project built with their macros."""
+    """deps runs first and installs both packages; a model of the project built with their macros."""
     dbt_package(
         tmp_path / "packages" / "local_helpers",
         "local_helpers",
