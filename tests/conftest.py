@@ -88,16 +88,17 @@ def copy_example_project(destination: Path) -> Path:
 
 # The part of the example project that the tests of what happens around a run (signals, crashes, the
 # target's slot, retries) build, marked `example_slice`: two sources, their seeds, their staging models and
-# those models' tests. 20 nodes instead of the example's 261: a run of it costs what its orchestration
-# costs, not the example's parse (a run of one seed: 11 CPU-s against 21 on a fresh copy).
+# those models' tests, and a mart of its own over the stores (the example's marts need most of its nodes).
+# 21 nodes instead of the example's 261: a run of it costs what its orchestration costs, not the example's
+# parse (a run of one seed: 11 CPU-s against 21 on a fresh copy).
 SLICE_TABLES = ("customers", "stores")
+SLICE_MART = "stores_per_channel"
 STAGING = Path("models") / "staging"
 
 
 def copy_example_slice(destination: Path) -> Path:
-    """A private copy of the example project at `destination`, with only the nodes of SLICE_TABLES (and an empty
-    models/marts for the tests' own models): its configuration, macros and generic tests, and the YAML entries
-    of those nodes, as written in the example."""
+    """A private copy of the example project at `destination`, with only the nodes of SLICE_TABLES and the mart
+    SLICE_MART: the example's configuration, macros and generic tests, and the YAML entries of those nodes."""
     seeds = [f"raw_{table}" for table in SLICE_TABLES]
     models = [f"stg_shop__{table}" for table in SLICE_TABLES]
     shutil.copytree(EXAMPLE_PROJECT / "macros", destination / "macros")
@@ -106,6 +107,9 @@ def copy_example_slice(destination: Path) -> Path:
         folder.mkdir(parents=True)
     for name in [f"seeds/{seed}.csv" for seed in seeds] + [f"{STAGING}/{model}.sql" for model in models]:
         shutil.copyfile(EXAMPLE_PROJECT / name, destination / name)
+    (destination / "models" / "marts" / f"{SLICE_MART}.sql").write_text(
+        "select sales_channel, count(*) as stores from {{ ref('stg_shop__stores') }} group by sales_channel\n"
+    )
     _copy_yaml(Path("seeds") / "_seeds.yml", destination, lambda document: _keep(document["seeds"], seeds))
     _copy_yaml(STAGING / "_shop__models.yml", destination, lambda document: _keep(document["models"], models))
     _copy_yaml(
@@ -117,7 +121,7 @@ def copy_example_slice(destination: Path) -> Path:
     _copy_yaml(
         Path("dbt_project.yml"),
         destination,
-        lambda document: _keep_keys(document["models"]["shop_analytics"], ["staging"]),
+        lambda document: _keep_keys(document["models"]["shop_analytics"], ["staging", "marts"]),
     )
     return destination
 

@@ -46,7 +46,7 @@ def add_landing_models(project: Path, landing: Path) -> None:
         database.execute("create table events as select range as id, 'kind_' || (range % 3) as kind from range(30)")
 
 
-@pytest.mark.parametrize(("mode", "step", "nodes"), [("steps", "run", 4), ("build", "build", 22)])
+@pytest.mark.parametrize(("mode", "step", "nodes"), [("steps", "run", 5), ("build", "build", 23)])
 def test_held_lock_is_retried_rerunning_only_the_affected_nodes(
     workspace: Workspace, dbt_project: Path, prefect_api: str, mode: str, step: str, nodes: int
 ) -> None:
