@@ -48,7 +48,7 @@ PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration 
 RECORD_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
-_CALLS_PER_BEAT = 3  # read the holder, renew the lease, write the holder: see _Heartbeat._beat
+_CALLS_PER_BEAT = 4  # read the holder, renew the lease, (without a lease) read it again, write it: _Heartbeat._beat
 _TRY_AGAIN_STATUSES = frozenset({429, 502, 503, 504})  # as Prefect's own client retries (and a gateway's time-out)
 _FIRST_RETRY_PAUSE = 0.5
 _T = TypeVar("_T")
@@ -474,12 +474,14 @@ class _Heartbeat:
                     self.changed.wait(deadline - now)
                     woke_late = time.monotonic() - deadline > self.timings.poll
                 elif woke_late:
-                    # The process was paused or starved, not cut off: the beat due now says whether the target
-                    # is still this run's (it goes on), taken (it stops), or the API is out of reach after all.
-                    woke_late, before = False, self.last_recorded
+                    # The process was paused or starved, not cut off: a beat started since says whether the target
+                    # is still this run's (it goes on), taken (it stops), or the API is out of reach after all. A
+                    # beat under way when the process stopped ends with the stamp it took before: it says nothing
+                    # of now, so the wait covers the call it was in and a whole beat after it.
+                    woke_late, woke_at = False, now
                     self.changed.wait_for(
-                        lambda: self.last_recorded != before or self.ended.is_set(),  # noqa: B023 (called in this iteration)
-                        self.timings.call_timeout * _CALLS_PER_BEAT,
+                        lambda: self.last_recorded >= woke_at or self.ended.is_set(),  # noqa: B023 (called in this iteration)
+                        self.timings.call_timeout * (_CALLS_PER_BEAT + 1),
                     )
                 else:
                     reason = self._api_lost(now - self.last_recorded, self.last_problem)
@@ -510,6 +512,13 @@ class _Heartbeat:
         if holder is not None and holder.flow_run_id != self.flow_run_id:
             return f"flow run {holder.flow_run_id} holds it"
         lease_alive = not self.lease_lost and self._persist(lambda: _renew(client, self.lease_id, self.timings))
+        if not lease_alive:
+            # A take-over ends the lease (so does a server restart): read who holds the target after the renewal,
+            # for the read above may be from before a pause, and writing this run back would take the target
+            # from the run that took it over.
+            holder = self._persist(lambda: read_holder(client, self.target))
+            if holder is not None and holder.flow_run_id != self.flow_run_id:
+                return f"flow run {holder.flow_run_id} holds it"
         if holder is None and not lease_alive:
             # Only a holder's release deletes the record (a server restart keeps it), and a live run's lease
             # ends with a take-over or a restart: the run that took the target over has released it since.

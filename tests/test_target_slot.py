@@ -15,11 +15,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import Popen
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -31,10 +33,12 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed, Running
 
+from dbt_pipeline import target_slot
 from dbt_pipeline.environments import target_concurrency_limit
 from dbt_pipeline.target_slot import (
     Holder,
     SlotTimings,
+    _Heartbeat,
     _release,
     claim_variable,
     hold_target,
@@ -378,3 +382,103 @@ def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_record
     assert lost[0] < last.heartbeat_at + timedelta(seconds=timings.api_lost_after + 1), (
         f"stopped {stopped_after:.1f} s after its last recorded heartbeat"
     )
+
+
+class PausedCall:
+    """Stands in for `dbt_pipeline.target_slot.<name>`: the first call does its work on the server, then the
+    calling thread stops before it reads the answer, until `resume` (a process paused in mid-call)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        self.real = getattr(target_slot, name)
+        self.paused, self.resume = threading.Event(), threading.Event()
+        monkeypatch.setattr(target_slot, name, self)
+
+    def __call__(self, *args: Any) -> Any:
+        answer = self.real(*args)
+        if not self.paused.is_set():
+            self.paused.set()
+            self.resume.wait()
+        return answer
+
+
+def held_by_me(api: str, prefix: str) -> tuple[str, UUID, UUID]:
+    """A target of this test's own, held by a new Running flow run as hold_target leaves it: the target, the
+    flow run and its lease."""
+    target, me = new_target_with_a_running_flow_run(api, prefix)
+    with prefect_client(api) as client:
+        lease = take_slot(client, target_concurrency_limit(target), me)
+        write_holder(client, target, Holder(me, datetime.now(UTC), lease))
+    return target, me, lease
+
+
+def take_over(api: str, target: str, lease: UUID) -> UUID:
+    """What a waiting run does to a holder gone silent: end its lease, take the slot, record itself."""
+    with prefect_client(api) as client:
+        taker = client.create_flow_run(slot_holder, state=Running()).id
+        client.release_concurrency_slots_with_lease(lease)
+        write_holder(
+            client, target, Holder(taker, datetime.now(UTC), take_slot(client, target_concurrency_limit(target), taker))
+        )
+    return taker
+
+
+def wait_until_lost(lost: list[str], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not lost and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_a_run_paused_between_reading_and_writing_its_record_does_not_write_itself_back(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A beat read the record (this run's), then the process was paused; meanwhile another run took the target
+    over. When the beat goes on, its lease is gone: it must read the record again and stop, not write this run
+    back over the run that took the target and go on beside it (which that run's next beat would then stop)."""
+    target, me, lease = held_by_me(prefect_api, "mid-beat")
+    paused = PausedCall(monkeypatch, "read_holder")
+    lost: list[str] = []
+    with temporary_settings({PREFECT_API_URL: prefect_api}):  # the heartbeat's threads run in this context
+        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
+        heartbeat.start()
+        try:
+            assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
+            taker = take_over(prefect_api, target, lease)
+            paused.resume.set()
+            wait_until_lost(lost, TIMINGS.heartbeat * 2)
+        finally:
+            heartbeat.stop()
+    assert len(lost) == 1, lost
+    assert f"target {target!r} was taken over while this run was silent" in lost[0]
+    assert lost[0].endswith(f"flow run {taker} holds it")
+    with prefect_client(prefect_api) as client:
+        holder = read_holder(client, target)
+    assert holder is not None
+    assert holder.flow_run_id == taker, "the paused run wrote itself back over the run that took the target"
+
+
+def test_a_beat_under_way_when_the_run_was_paused_does_not_pass_for_a_lost_api(
+    prefect_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process was paused past its take-over while a beat's write was under way, and the target was taken
+    over meanwhile. On waking, that beat ends with the stamp it took before the pause: the run must stop
+    because its target is taken (the next beat finds it), not as if the API had stopped answering.
+
+    (Seen in a loaded suite run: "the Prefect API ... has not answered for 21 s".)"""
+    target, me, lease = held_by_me(prefect_api, "mid-write")
+    paused = PausedCall(monkeypatch, "write_holder")
+    lost: list[str] = []
+    with temporary_settings({PREFECT_API_URL: prefect_api}):  # the heartbeat's threads run in this context
+        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
+        heartbeat.start()
+        try:
+            assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
+            with heartbeat.changed:  # the watch is paused too: it cannot take back the lock it waits with
+                taker = take_over(prefect_api, target, lease)
+                time.sleep(TIMINGS.api_lost_after + TIMINGS.poll * 2)
+                paused.resume.set()
+            wait_until_lost(lost, TIMINGS.takeover_after)
+        finally:
+            heartbeat.stop()
+    assert len(lost) == 1, lost
+    assert f"target {target!r} was taken over while this run was silent" in lost[0], lost[0]
+    assert lost[0].endswith(f"flow run {taker} holds it")
