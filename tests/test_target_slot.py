@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import Popen
@@ -422,6 +424,19 @@ def take_over(api: str, target: str, lease: UUID) -> UUID:
     return taker
 
 
+@contextmanager
+def beating(api: str, target: str, me: UUID, lease: UUID, lost: list[str]) -> Iterator[_Heartbeat]:
+    """The heartbeat of `me` holding `target` with `lease`, as hold_target runs it: its reasons to stop the run
+    go to `lost`. Stopped at the end of the block."""
+    with temporary_settings({PREFECT_API_URL: api}):  # the heartbeat's threads run in this context
+        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
+        heartbeat.start()
+        try:
+            yield heartbeat
+        finally:
+            heartbeat.stop()
+
+
 def wait_until_lost(lost: list[str], within: float) -> None:
     deadline = time.monotonic() + within
     while not lost and time.monotonic() < deadline:
@@ -437,16 +452,11 @@ def test_a_run_paused_between_reading_and_writing_its_record_does_not_write_itse
     target, me, lease = held_by_me(prefect_api, "mid-beat")
     paused = PausedCall(monkeypatch, "read_holder")
     lost: list[str] = []
-    with temporary_settings({PREFECT_API_URL: prefect_api}):  # the heartbeat's threads run in this context
-        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
-        heartbeat.start()
-        try:
-            assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
-            taker = take_over(prefect_api, target, lease)
-            paused.resume.set()
-            wait_until_lost(lost, TIMINGS.heartbeat * 2)
-        finally:
-            heartbeat.stop()
+    with beating(prefect_api, target, me, lease, lost):
+        assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
+        taker = take_over(prefect_api, target, lease)
+        paused.resume.set()
+        wait_until_lost(lost, TIMINGS.heartbeat * 2)
     assert len(lost) == 1, lost
     assert f"target {target!r} was taken over while this run was silent" in lost[0]
     assert lost[0].endswith(f"flow run {taker} holds it")
@@ -467,18 +477,13 @@ def test_a_beat_under_way_when_the_run_was_paused_does_not_pass_for_a_lost_api(
     target, me, lease = held_by_me(prefect_api, "mid-write")
     paused = PausedCall(monkeypatch, "write_holder")
     lost: list[str] = []
-    with temporary_settings({PREFECT_API_URL: prefect_api}):  # the heartbeat's threads run in this context
-        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
-        heartbeat.start()
-        try:
-            assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
-            with heartbeat.changed:  # the watch is paused too: it cannot take back the lock it waits with
-                taker = take_over(prefect_api, target, lease)
-                time.sleep(TIMINGS.api_lost_after + TIMINGS.poll * 2)
-                paused.resume.set()
-            wait_until_lost(lost, TIMINGS.takeover_after)
-        finally:
-            heartbeat.stop()
+    with beating(prefect_api, target, me, lease, lost) as heartbeat:
+        assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
+        with heartbeat.changed:  # the watch is paused too: it cannot take back the lock it waits with
+            taker = take_over(prefect_api, target, lease)
+            time.sleep(TIMINGS.api_lost_after + TIMINGS.poll * 2)
+            paused.resume.set()
+        wait_until_lost(lost, TIMINGS.takeover_after)
     assert len(lost) == 1, lost
     assert f"target {target!r} was taken over while this run was silent" in lost[0], lost[0]
     assert lost[0].endswith(f"flow run {taker} holds it")
