@@ -48,7 +48,7 @@ PREFECT_MIN_LEASE_SECONDS = 60.0  # the server refuses a shorter lease_duration 
 RECORD_SETTLE_SECONDS = 1.0
 _LOCKED = 423
 _LEASE_GONE = 410
-_CALLS_PER_BEAT = 4  # read the holder, renew the lease, (without a lease) read it again, write it: _Heartbeat._beat
+_CALLS_PER_BEAT = 4  # read the holder, renew the lease, (if it just ended) read again, write: _Heartbeat._beat
 _TRY_AGAIN_STATUSES = frozenset({429, 502, 503, 504})  # as Prefect's own client retries (and a gateway's time-out)
 _FIRST_RETRY_PAUSE = 0.5
 _T = TypeVar("_T")
@@ -508,18 +508,22 @@ class _Heartbeat:
     def _beat(self, client: SyncPrefectClient) -> float | str:
         """Say this run is alive: when (on the monotonic clock) it stamped the heartbeat the other runs read,
         or, if another run took the target over, who has it now."""
-        holder = self._persist(lambda: read_holder(client, self.target))
-        if holder is not None and holder.flow_run_id != self.flow_run_id:
-            return f"flow run {holder.flow_run_id} holds it"
-        lease_alive = not self.lease_lost and self._persist(lambda: _renew(client, self.lease_id, self.timings))
-        if not lease_alive:
-            # A take-over ends the lease (so does a server restart): read who holds the target after the renewal,
-            # for the read above may be from before a pause, and writing this run back would take the target
-            # from the run that took it over.
-            holder = self._persist(lambda: read_holder(client, self.target))
-            if holder is not None and holder.flow_run_id != self.flow_run_id:
-                return f"flow run {holder.flow_run_id} holds it"
-        if holder is None and not lease_alive:
+
+        def current_holder() -> Holder | None:
+            return self._persist(lambda: read_holder(client, self.target))
+
+        holder = current_holder()
+        lease_ended = False
+        if self._taken_by(holder) is None and not self.lease_lost:
+            lease_ended = not self._persist(lambda: _renew(client, self.lease_id, self.timings))
+            if lease_ended:
+                # A take-over ends the lease (so does a server restart), and the record read above may be from
+                # before a pause: read it again, for writing this run back would take the target from the run
+                # that took it over.
+                holder = current_holder()
+        if taken := self._taken_by(holder):
+            return taken
+        if holder is None and (lease_ended or self.lease_lost):
             # Only a holder's release deletes the record (a server restart keeps it), and a live run's lease
             # ends with a take-over or a restart: the run that took the target over has released it since.
             return "the run that took it over has released it since"
@@ -530,10 +534,16 @@ class _Heartbeat:
             return stamped
 
         stamped = self._persist(record)
-        if not lease_alive and not self.lease_lost:
+        if lease_ended:
             self.lease_lost = True
             self.logger.info("The Prefect server lost this run's lease on %r: the heartbeat keeps it held", self.target)
         return stamped
+
+    def _taken_by(self, holder: Holder | None) -> str | None:
+        """Who holds the target, if the record names another run."""
+        if holder is not None and holder.flow_run_id != self.flow_run_id:
+            return f"flow run {holder.flow_run_id} holds it"
+        return None
 
     def _persist(self, call: Callable[[], _T]) -> _T:
         """`call()`, tried again after a short pause while the API says it is unavailable for now (a busy
