@@ -22,6 +22,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dbt_pipeline.prefect_api import WITHOUT_BLOCK_REGISTRATION
+
 PREFECT = Path(sys.executable).with_name("prefect")
 
 
@@ -63,7 +65,9 @@ def migrated_database(directory: Path) -> Path:
 class PrefectServer:
     """`prefect server start` in its own process group, its log in PREFECT_HOME/server.log.
 
-    With `database`, a new PREFECT_HOME starts from a copy of it (see `migrated_database`).
+    With `database`, a new PREFECT_HOME starts from a copy of it (see `migrated_database`), which the server
+    does not check again. It registers no block types as it starts (`WITHOUT_BLOCK_REGISTRATION`): as on a
+    server whose image has none of our packages, the commands' blocks must register their own types.
     """
 
     def __init__(self, home: Path, port: int | None = None, *, database: Path | None = None) -> None:
@@ -80,10 +84,13 @@ class PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         if self.database is not None and not (self.home / DATABASE).exists():
             shutil.copyfile(self.database, self.home / DATABASE)
+        environment = {**server_environment(self.home), **WITHOUT_BLOCK_REGISTRATION}
+        if self.database is not None:
+            environment["PREFECT_API_DATABASE_MIGRATE_ON_START"] = "false"  # a copy of a migrated database
         with (self.home / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
                 [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=server_environment(self.home), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._wait_healthy(timeout)
         return self.api
