@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -140,16 +140,25 @@ def stop_this_process(reason: str, *, grace_seconds: float) -> None:
 
     For a run that has lost the Prefect API: Prefect's own attempts to record the run's end would
     otherwise retry for minutes. Its state is put right later (the next run on the target marks it
-    Crashed).
+    Crashed). The caller ends the process sooner, with `exit_now`, once its clean-up is done.
     """
     print(f"\nStopping the run: {reason}.", file=sys.stderr, flush=True)
-    timer = threading.Timer(grace_seconds, os._exit, args=(1,))
+    timer = threading.Timer(grace_seconds, os._exit, args=(1,))  # if the clean-up itself hangs
     timer.daemon = True
     timer.start()
     # To the main thread, where the handlers run and dbt waits: it wakes up from a blocking wait.
     main = threading.main_thread().ident
     if main is not None:
         signal.pthread_kill(main, signal.SIGTERM)
+
+
+def exit_now(message: str) -> NoReturn:
+    """Print `message` as the command's last words and end the process with exit status 1 at once, skipping
+    what Python and Prefect would still do at exit: report to a Prefect API that is out of reach."""
+    print(f"\n{message}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,16 @@ def why_holder_is_gone(
     return None
 
 
+@dataclass
+class Hold:
+    """A run's hold on its target, as the block inside `hold_target` sees it."""
+
+    target: str
+    # Set once the heartbeat has stopped the run because the API no longer answers (not for a take-over):
+    # nothing the run still has to say can reach Prefect, so it need not wait to say it.
+    api_lost: bool = False
+
+
 @contextmanager
 def hold_target(
     target: str,
@@ -180,7 +190,7 @@ def hold_target(
     logger: Logger,
     on_api_lost: Callable[[str], None] | None = None,
     timings: SlotTimings | None = None,
-) -> Iterator[None]:
+) -> Iterator[Hold]:
     """Hold `target`'s slot for the block: wait for it (taking it from a holder that is gone), keep
     it alive with a heartbeat, and free it on the way out, whatever happens in the block.
 
@@ -189,25 +199,40 @@ def hold_target(
     finds the target taken over (the process was paused for longer than the take-over delay): the caller
     stops the run, since its target is, or is about to be, another run's.
     `timings` are the environment's (`takeover_after_seconds`), 60 s by default.
+
+    Once the API is lost the slot is not freed on the way out (Prefect's client would try for minutes): the
+    next run takes it over.
     """
     timings = timings or SlotTimings()
     with get_client(sync_client=True) as client:
         lease_id = _acquire(client, target, flow_run_id, logger, timings)
     acquired = time.monotonic()
-    heartbeat = _Heartbeat(target, flow_run_id, lease_id, logger, on_api_lost, timings)
+    hold = Hold(target)
+    heartbeat = _Heartbeat(hold, flow_run_id, lease_id, logger, on_api_lost, timings)
     heartbeat.start()
     try:
-        yield
+        yield hold
     finally:
         heartbeat.stop()
-        try:
-            with get_client(sync_client=True) as client:
-                _release(client, target, flow_run_id, lease_id, time.monotonic() - acquired, logger, timings)
-        except Exception as problem:  # the run's outcome stands; the next run takes the slot over
+        if hold.api_lost:
             logger.warning(
-                "Could not free target %r (%s): the next run takes it over within %.0f s",
-                target, problem, timings.takeover_after,
+                "Target %r is not freed: the Prefect API is out of reach. The next run takes it over %.0f s after "
+                "this run's last heartbeat", target, timings.takeover_after,
             )  # fmt: skip
+        else:
+            _free(target, flow_run_id, lease_id, time.monotonic() - acquired, logger, timings)
+
+
+def _free(target: str, me: UUID, lease_id: UUID, held_seconds: float, logger: Logger, timings: SlotTimings) -> None:
+    """Release the slot on the way out, whatever the block did: a failure is logged, and the run's outcome stands."""
+    try:
+        with get_client(sync_client=True) as client:
+            _release(client, target, me, lease_id, held_seconds, logger, timings)
+    except Exception as problem:  # the next run takes the slot over
+        logger.warning(
+            "Could not free target %r (%s): the next run takes it over within %.0f s",
+            target, problem, timings.takeover_after,
+        )  # fmt: skip
 
 
 def _acquire(client: SyncPrefectClient, target: str, me: UUID, logger: Logger, timings: SlotTimings) -> UUID:
@@ -403,14 +428,15 @@ class _Heartbeat:
 
     def __init__(
         self,
-        target: str,
+        hold: Hold,
         flow_run_id: UUID,
         lease_id: UUID,
         logger: Logger,
         on_api_lost: Callable[[str], None] | None,
         timings: SlotTimings,
     ) -> None:
-        self.target, self.flow_run_id, self.lease_id, self.logger = target, flow_run_id, lease_id, logger
+        self.hold, self.target = hold, hold.target
+        self.flow_run_id, self.lease_id, self.logger = flow_run_id, lease_id, logger
         self.on_api_lost, self.timings = on_api_lost, timings
         self.ended = threading.Event()  # stopped, or lost: no more beats
         self.changed = threading.Condition()  # a beat's outcome, or the end: guards the two fields below
@@ -420,7 +446,9 @@ class _Heartbeat:
         # In the caller's context: Prefect's settings (the API the caller chose, with temporary_settings too)
         # are context variables, which a new thread would not see.
         self.threads = [
-            threading.Thread(target=contextvars.copy_context().run, args=(run,), name=f"{name}-{target}", daemon=True)
+            threading.Thread(
+                target=contextvars.copy_context().run, args=(run,), name=f"{name}-{self.target}", daemon=True
+            )
             for name, run in (("heartbeat", self._beats), ("heartbeat-watch", self._watch))
         ]
 
@@ -486,7 +514,7 @@ class _Heartbeat:
                 else:
                     reason = self._api_lost(now - self.last_recorded, self.last_problem)
         if reason is not None:
-            self._lose(reason)
+            self._lose(reason, api_lost=True)
 
     def _api_lost(self, silence: float, problem: Exception | None) -> str:
         api = PREFECT_API_URL.value()  # the caller's, as the beats' client reads it: the thread has its context
@@ -496,11 +524,12 @@ class _Heartbeat:
             f"{last_call}). Check the Prefect server (`prefect server status`) or PREFECT_API_URL"
         )
 
-    def _lose(self, reason: str) -> None:
+    def _lose(self, reason: str, *, api_lost: bool = False) -> None:
         with self.changed:
             if self.ended.is_set():
                 return
             self.ended.set()
+            self.hold.api_lost = api_lost
             self.changed.notify_all()
         if self.on_api_lost is not None:
             self.on_api_lost(reason)

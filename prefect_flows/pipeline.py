@@ -40,13 +40,13 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, write_mani
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
 from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
-from dbt_pipeline.interrupts import TimeLimits, stop_this_process
+from dbt_pipeline.interrupts import TimeLimits, exit_now, stop_this_process
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection, needs_state
 from dbt_pipeline.settings import OnStaleSource, RunMode
-from dbt_pipeline.target_slot import SlotTimings, hold_target
+from dbt_pipeline.target_slot import Logger, SlotTimings, hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import (
     FRESHNESS_STEP,
@@ -260,7 +260,7 @@ def dbt_full_pipeline(
     logger.info("Claiming target %r (one run per target at a time)", target)
     timings = SlotTimings(plan.environment.takeover_after_seconds)
     with (
-        hold_target(target, UUID(flow_run.get_id()), logger, _stop_on_api_loss, timings),
+        _holding(target, UUID(flow_run.get_id()), logger, timings),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, plan.outputs)) as profiles_dir,
         _warehouse_released(plan.environment),
@@ -594,6 +594,19 @@ def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+@contextmanager
+def _holding(target: str, flow_run_id: UUID, logger: Logger, timings: SlotTimings) -> Iterator[None]:
+    """The target held for the block (dbt_pipeline.target_slot). If its heartbeat finds the Prefect API lost,
+    the run is stopped, and the process ends as soon as the block's own clean-up is done (the queries
+    cancelled, the private profile removed): Prefect would spend the rest of the grace trying to report."""
+    with hold_target(target, flow_run_id, logger, _stop_on_api_loss, timings) as hold:
+        try:
+            yield
+        finally:
+            if hold.api_lost:
+                exit_now(f"{FLOW_NAME} stopped: the Prefect API is out of reach (see above).")
 
 
 def _stop_on_api_loss(reason: str) -> None:

@@ -147,7 +147,8 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     slot_workspace: Workspace, own_server: PrefectServer
 ) -> None:
     """The server dies during a long query and stays down: the run stops itself (query cancelled, private
-    profile removed, exit non-zero) within the API-loss bound and a grace, naming the cause. When the
+    profile removed, exit non-zero) within the API-loss bound, naming the cause, and exits once that clean-up
+    is done rather than let Prefect try to report to the dead server until the grace runs out. When the
     server is back, the next run gets the target and marks the lost run Crashed; the warehouse is intact."""
     lost = RunningPipeline(slot_workspace, "--select", "long_running", "--retries", "0")
     lost.wait_for_query(timeout=240)
@@ -158,6 +159,7 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     print(f"\nAPI lost mid-run: the run exited {took:.0f} s after the server died")  # shown with -s / -rA
     assert returncode != 0
     assert f"Stopping the run: the Prefect API at {own_server.api} has not answered for" in lost.output
+    assert API_LOST_LAST_WORDS in lost.output, lost.output[-3000:]
     assert not list((slot_workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
     with duckdb.connect(str(slot_workspace.root / "dev.duckdb")) as warehouse:  # no lock left: writable
         assert warehouse.execute("select count(*) from information_schema.tables").fetchone() is not None
@@ -169,6 +171,8 @@ def test_api_lost_mid_run_stops_the_run_in_bounded_time_and_the_next_run_puts_it
     assert active_slots(own_server.api) == 0
 
 
+# The run's last words once it has stopped itself and cleaned up (not at the end of the grace, killed).
+API_LOST_LAST_WORDS = "pipeline-dbt-complet stopped: the Prefect API is out of reach (see above)."
 # From an API gone silent to the run's exit, at most: the run stops api_lost_after from the start of its last
 # beat that got through, which is before the silence; then it has its grace to exit.
 SILENT_API_EXIT_BOUND = TIMINGS.api_lost_after + API_LOSS_GRACE_SECONDS
@@ -207,6 +211,8 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
                 waited = time.monotonic() - silenced
                 assert waited < SILENT_API_EXIT_BOUND + SLOW_MACHINE_MARGIN, f"still running:\n{lost.output[-4000:]}"
                 time.sleep(0.5)
+            if stopped is None and "Stopping the run:" in lost.output:  # it stopped, cleaned up and exited since
+                stopped = datetime.now(UTC), time.monotonic()  # the last look: no later than now
         finally:
             if lost.process.poll() is None:
                 os.killpg(lost.process.pid, signal.SIGKILL)
@@ -227,6 +233,7 @@ def test_api_silent_mid_run_stops_the_run_before_its_target_can_be_taken_and_the
         assert "(last call: ReadTimeout" in output, output[-4000:]
         assert "CANCEL query model.shop_analytics.long_running" in output, output[-4000:]
         assert not list((workspace.root / "tmp").glob("**/profiles.yml")), "a private profile was left behind"
+        assert API_LOST_LAST_WORDS in output, output[-3000:]
 
         proxy.forward()
         rerun = workspace.pipeline("--select", "raw_stores", "--retries", "0")

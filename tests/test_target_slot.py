@@ -38,6 +38,7 @@ from prefect.states import Crashed, Running
 from dbt_pipeline import target_slot
 from dbt_pipeline.environments import target_concurrency_limit
 from dbt_pipeline.target_slot import (
+    Hold,
     Holder,
     SlotTimings,
     _Heartbeat,
@@ -376,7 +377,7 @@ def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_record
             time.sleep(0.2)
         with prefect_client(prefect_api) as client:  # the server itself, as the other runs read it
             last = read_holder(client, target)
-        proxy.forward()  # the block's end frees the slot through the proxy
+        proxy.forward()  # the heartbeat's calls still waiting get their answers
     assert lost, "the run never stopped"
     assert last is not None
     stopped_after = (lost[0] - last.heartbeat_at).total_seconds()
@@ -384,6 +385,36 @@ def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_record
     assert lost[0] < last.heartbeat_at + timedelta(seconds=timings.api_lost_after + 1), (
         f"stopped {stopped_after:.1f} s after its last recorded heartbeat"
     )
+
+
+def test_a_run_that_lost_the_api_leaves_its_slot_to_the_next_run_and_is_out_at_once(prefect_api: str) -> None:
+    """Once the heartbeat has stopped the run for a lost API, the way out makes no call to it: freeing the slot
+    through an API that never answers held the process for Prefect's minute of request time-out and retries,
+    after the run's own clean-up was done. The slot stays counted and the record names the run, for the next
+    run to take over."""
+    target, me = new_target_with_a_running_flow_run(prefect_api, "gone")
+    timings = SlotTimings(takeover_after=20)
+    lost: list[str] = []
+    with (
+        SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy,
+        temporary_settings({PREFECT_API_URL: proxy.api}),
+    ):
+        with hold_target(target, me, logging.getLogger("slot"), lost.append, timings) as hold:
+            proxy.go_silent()
+            deadline = time.monotonic() + timings.takeover_after * 2
+            while not lost and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert lost, "the run never stopped"
+            assert hold.api_lost
+            leaving = time.monotonic()
+        took = time.monotonic() - leaving
+        proxy.forward()
+    assert took < timings.heartbeat + 1, f"the way out took {took:.0f} s"
+    with prefect_client(prefect_api) as client:
+        assert client.read_global_concurrency_limit_by_name(target_concurrency_limit(target)).active_slots == 1
+        holder = read_holder(client, target)
+    assert holder is not None
+    assert holder.flow_run_id == me
 
 
 class PausedCall:
@@ -429,7 +460,7 @@ def beating(api: str, target: str, me: UUID, lease: UUID, lost: list[str]) -> It
     """The heartbeat of `me` holding `target` with `lease`, as hold_target runs it: its reasons to stop the run
     go to `lost`. Stopped at the end of the block."""
     with temporary_settings({PREFECT_API_URL: api}):  # the heartbeat's threads run in this context
-        heartbeat = _Heartbeat(target, me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
+        heartbeat = _Heartbeat(Hold(target), me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
         heartbeat.start()
         try:
             yield heartbeat
