@@ -349,6 +349,14 @@ def test_a_busy_api_that_refuses_every_other_call_keeps_the_run_going(prefect_ap
     assert holder.heartbeat_at > busy_from
 
 
+@contextmanager
+def behind_a_proxy(api: str) -> Iterator[SilentProxy]:
+    """The Prefect API of this thread's calls (and of the heartbeat's, started in the block) behind a proxy that
+    can slow its answers down or stop answering (tests/silent_proxy.py)."""
+    with SilentProxy(urllib.parse.urlsplit(api).port or 0) as proxy, temporary_settings({PREFECT_API_URL: proxy.api}):
+        yield proxy
+
+
 def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_recorded_heartbeat(prefect_api: str) -> None:
     """A server too busy to answer at once (each beat's three calls take longer than the beat period), then
     silent: the run stops by api_lost_after (3/4 of the take-over delay) after the heartbeat it last recorded,
@@ -361,8 +369,7 @@ def test_a_slow_api_that_goes_silent_stops_the_run_counting_from_its_last_record
     timings = SlotTimings(takeover_after=20)
     lost: list[datetime] = []
     with (
-        SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy,
-        temporary_settings({PREFECT_API_URL: proxy.api}),
+        behind_a_proxy(prefect_api) as proxy,
         hold_target(target, me, logging.getLogger("slot"), lambda reason: lost.append(datetime.now(UTC)), timings),
     ):
         slowed = datetime.now(UTC)
@@ -395,15 +402,10 @@ def test_a_run_that_lost_the_api_leaves_its_slot_to_the_next_run_and_is_out_at_o
     target, me = new_target_with_a_running_flow_run(prefect_api, "gone")
     timings = SlotTimings(takeover_after=20)
     lost: list[str] = []
-    with (
-        SilentProxy(urllib.parse.urlsplit(prefect_api).port or 0) as proxy,
-        temporary_settings({PREFECT_API_URL: proxy.api}),
-    ):
+    with behind_a_proxy(prefect_api) as proxy:
         with hold_target(target, me, logging.getLogger("slot"), lost.append, timings) as hold:
             proxy.go_silent()
-            deadline = time.monotonic() + timings.takeover_after * 2
-            while not lost and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until_lost(lost, within=timings.takeover_after * 2)
             assert lost, "the run never stopped"
             assert hold.api_lost
             leaving = time.monotonic()
