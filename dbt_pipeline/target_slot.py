@@ -435,8 +435,7 @@ class _Heartbeat:
         on_api_lost: Callable[[str], None] | None,
         timings: SlotTimings,
     ) -> None:
-        self.hold, self.target = hold, hold.target
-        self.flow_run_id, self.lease_id, self.logger = flow_run_id, lease_id, logger
+        self.hold, self.flow_run_id, self.lease_id, self.logger = hold, flow_run_id, lease_id, logger
         self.on_api_lost, self.timings = on_api_lost, timings
         self.ended = threading.Event()  # stopped, or lost: no more beats
         self.changed = threading.Condition()  # a beat's outcome, or the end: guards the two fields below
@@ -451,6 +450,10 @@ class _Heartbeat:
             )
             for name, run in (("heartbeat", self._beats), ("heartbeat-watch", self._watch))
         ]
+
+    @property
+    def target(self) -> str:
+        return self.hold.target
 
     def start(self) -> None:
         for thread in self.threads:
