@@ -36,6 +36,8 @@ from tests.test_bigquery import _service_account_key
 from tests.test_bigquery import token_endpoint as token_endpoint  # a module-scoped fixture, shared
 from tests.test_interrupts import STOP_WITHIN_SECONDS, RunningPipeline, assert_nothing_left
 
+pytestmark = pytest.mark.processes
+
 # `assert_nothing_left` checks the slot of target `dev`: the BigQuery target takes that name here.
 TARGET = "dev"
 #: A model BigQuery would take long to build: the proxy holds its job until it is cancelled.

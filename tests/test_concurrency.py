@@ -12,7 +12,7 @@ from tests.conftest import REPO, Workspace
 from tests.prefect_api import all_task_runs, step_runs
 
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
-pytestmark = pytest.mark.example_slice
+pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 
 def test_two_runs_on_one_target_are_serialized(workspace: Workspace, dbt_project: Path, prefect_api: str) -> None:

@@ -46,6 +46,8 @@ from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.workers import Worker, running_worker
 
+pytestmark = pytest.mark.processes
+
 DEV = "pipeline-dbt-complet/dbt-dev"
 POOL = "default-pool"
 TARGET_LIMIT = "dbt-target-dev"  # the global concurrency limit the flow holds for the whole run (setup creates it)

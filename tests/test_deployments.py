@@ -41,6 +41,8 @@ from tests.prefect_api import prefect_client
 from tests.prefect_server import PREFECT
 from tests.workers import Worker, running_worker
 
+pytestmark = pytest.mark.processes
+
 DEV = "pipeline-dbt-complet/dbt-dev"
 PROD = "pipeline-dbt-complet/dbt-prod"
 POOL = "default-pool"

@@ -22,6 +22,8 @@ import pytest
 from tests.conftest import REPO
 from tests.cpu_quota import half_a_core
 
+pytestmark = pytest.mark.processes
+
 # What the setup and a pipeline run may take on a busy 2-core machine, install of the project's
 # virtual environment included (from uv's cache, byte-compiled). A bound, not a benchmark.
 FIRST_COMMAND_TIMEOUT_SECONDS = 900

@@ -34,7 +34,7 @@ from tests.test_failures import write_project
 from tests.test_postgres import postgres_environment
 
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
-pytestmark = pytest.mark.example_slice
+pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 # Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
 LONG_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)

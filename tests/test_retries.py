@@ -16,7 +16,7 @@ from tests.conftest import REPO, Workspace
 from tests.prefect_api import all_task_runs, node_runs, node_unique_id, step_runs
 
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
-pytestmark = pytest.mark.example_slice
+pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 # Holds the write lock of a DuckDB file, as a loader writing into it would, until told to stop.
 HOLD_WRITE_LOCK = textwrap.dedent(

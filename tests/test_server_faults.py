@@ -33,7 +33,7 @@ from tests.silent_proxy import SilentProxy
 from tests.test_interrupts import LONG_DUCKDB_MODEL, RunningPipeline
 
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
-pytestmark = pytest.mark.example_slice
+pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 
 def model_waiting_for(gate: Path) -> str:

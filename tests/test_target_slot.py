@@ -54,6 +54,8 @@ from tests.flaky_api import FlakyApi
 from tests.prefect_api import prefect_client
 from tests.silent_proxy import SilentProxy
 
+pytestmark = pytest.mark.processes
+
 WAITER = """
 import logging, os, sys, time
 from pathlib import Path
