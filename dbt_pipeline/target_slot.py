@@ -460,9 +460,13 @@ class _Heartbeat:
             thread.start()
 
     def stop(self) -> None:
+        """End the beats. Their threads are waited for, unless the API is lost: a beat may then be stuck in a call
+        for up to `call_timeout`, and it ends on its own once the call gives up (the threads are daemons)."""
         with self.changed:
             self.ended.set()
             self.changed.notify_all()
+        if self.hold.api_lost:
+            return
         for thread in self.threads:
             thread.join(timeout=self.timings.heartbeat)
 

@@ -46,7 +46,7 @@ from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.selection import check_selection, needs_state
 from dbt_pipeline.settings import OnStaleSource, RunMode
-from dbt_pipeline.target_slot import Logger, SlotTimings, hold_target
+from dbt_pipeline.target_slot import Hold, Logger, SlotTimings, hold_target
 from prefect_flows.alerts import alert_on_cancellation, alert_on_crash, alert_on_failure, summary_on_success
 from prefect_flows.dbt_tasks import (
     FRESHNESS_STEP,
@@ -599,14 +599,15 @@ def _at_least_zero(kind: type[int] | type[float]) -> Callable[[str], float]:
 @contextmanager
 def _holding(target: str, flow_run_id: UUID, logger: Logger, timings: SlotTimings) -> Iterator[None]:
     """The target held for the block (dbt_pipeline.target_slot). If its heartbeat finds the Prefect API lost,
-    the run is stopped, and the process ends as soon as the block's own clean-up is done (the queries
-    cancelled, the private profile removed): Prefect would spend the rest of the grace trying to report."""
-    with hold_target(target, flow_run_id, logger, _stop_on_api_loss, timings) as hold:
-        try:
+    the run is stopped, and the process ends as soon as the clean-up is done (the block's: queries cancelled,
+    private profile removed; then the hold's own): Prefect would spend the rest of the grace trying to report."""
+    hold: Hold | None = None
+    try:
+        with hold_target(target, flow_run_id, logger, _stop_on_api_loss, timings) as hold:
             yield
-        finally:
-            if hold.api_lost:
-                exit_now(f"{FLOW_NAME} stopped: the Prefect API is out of reach (see above).")
+    finally:
+        if hold is not None and hold.api_lost:
+            exit_now(f"{FLOW_NAME} stopped: the Prefect API is out of reach (see above).")
 
 
 def _stop_on_api_loss(reason: str) -> None:
