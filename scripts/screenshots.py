@@ -300,9 +300,10 @@ def take_screenshots(chromium: str, ui: str, shots: Sequence[Page], out: Path) -
 
 
 @contextmanager
-def private_server(root: Path) -> Iterator[PrefectServer]:
-    """A `prefect server start` of its own under `root`, its UI calling its own API, stopped on the way out."""
-    server = PrefectServer(root / "prefect-home")
+def private_server(root: Path, database: Path | None = None) -> Iterator[PrefectServer]:
+    """A `prefect server start` of its own under `root`, its UI calling its own API, stopped on the way out;
+    starting from a copy of `database`, migrated already (tests/prefect_server.py), if given."""
+    server = PrefectServer(root / "prefect-home", database=database)
     try:
         # The UI calls the API at PREFECT_UI_API_URL, by default on port 4200 whatever port the server has.
         with _environment(PREFECT_UI_API_URL=server.api):

@@ -30,11 +30,11 @@ from prefect.states import Cancelled
 from tests.conftest import (
     REPO,
     Workspace,
-    busy_duckdb_model,
     copy_example_project,
     copy_example_slice,
     duckdb_environments,
     make_workspace,
+    sleeping_duckdb_model,
 )
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_client
@@ -254,12 +254,12 @@ def _cancel(deployed: Deployed, flow_run: UUID) -> None:
 
 
 def test_cancel_stops_a_running_deployment_run_and_its_query(deployed: Deployed, alerts: WebhookReceiver) -> None:
-    """`prefect flow-run cancel` on a run busy in a long DuckDB query: Cancelled within seconds, the query
+    """`prefect flow-run cancel` on a run in a long DuckDB query: Cancelled within seconds, the query
     stopped (the warehouse file writable again), the target free for the next run, and one alert, CANCELLED
     (not CRASHED: the worker's SIGTERM reaches the run as a crash before the worker runs the cancel hook)."""
     project = deployed.workspace.root / "long_project"
     copy_example_slice(project)
-    (project / "models" / "marts" / "long_running.sql").write_text(busy_duckdb_model(30_000_000_000))
+    (project / "models" / "marts" / "long_running.sql").write_text(sleeping_duckdb_model())
     started = deployed.prefect(
         "deployment", "run", DEV, "--param", f"project_dir={project}", "--param", "select=long_running"
     )

@@ -25,7 +25,7 @@ from dbt_common.events.base_types import EventMsg
 from prefect.client.schemas.objects import StateType
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_dbt
-from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments
+from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments, sleeping_duckdb_model
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
 from tests.prefect_api import prefect_client, read_flow_run
@@ -37,7 +37,9 @@ from tests.test_postgres import postgres_environment
 pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 # Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
-LONG_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)
+LONG_DUCKDB_MODEL = sleeping_duckdb_model()
+# A query that computes, for the tests stopped seconds into it: dbt's cancel must stop work under way too.
+BUSY_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)
 LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept from pg_sleep(600)\n"
 # From the signal to the process's exit: the query's cancel, the final state, the hooks.
 STOP_WITHIN_SECONDS = 60
@@ -93,8 +95,10 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield server
 
 
-def long_model_workspace(workspace: Workspace, dbt_project: Path, receiver: WebhookReceiver) -> None:
-    (dbt_project / "models" / "marts" / "long_running.sql").write_text(LONG_DUCKDB_MODEL)
+def long_model_workspace(
+    workspace: Workspace, dbt_project: Path, receiver: WebhookReceiver, model: str = LONG_DUCKDB_MODEL
+) -> None:
+    (dbt_project / "models" / "marts" / "long_running.sql").write_text(model)
     document = duckdb_environments(dbt_project, workspace.root / "warehouse" / "dev.duckdb", "dev")
     document["environments"]["dev"]["notification_block"] = "alerts-dev"  # type: ignore[index]
     workspace.write_environments(document)
@@ -113,7 +117,7 @@ def test_sigterm_cancels_the_query_and_ends_crashed_naming_the_signal(
     workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: WebhookReceiver
 ) -> None:
     """SIGTERM mid-query (a worker or container stopping the run): out in seconds, Crashed, alert says why."""
-    long_model_workspace(workspace, dbt_project, receiver)
+    long_model_workspace(workspace, dbt_project, receiver, BUSY_DUCKDB_MODEL)
     run = RunningPipeline(workspace, "--select", "long_running")
     run.wait_for_query()
     took = run.stop(signal.SIGTERM)
@@ -193,9 +197,8 @@ def sleeping_queries(server: PostgresServer) -> int:
         return int(cursor.fetchone()[0])
 
 
-# What the steps before `dbt run` take must fit in the limit, and the query burns a core until it is reached:
-# the slice's parse takes 1-3 s (the whole example's once took over 20 s on a 2-core machine busy with the
-# rest of the suite).
+# What the steps before `dbt run` take must fit in the limit: the slice's parse takes 1-3 s (the whole
+# example's once took over 20 s on a 2-core machine busy with the rest of the suite).
 TIME_LIMIT = 20
 
 
@@ -242,9 +245,10 @@ def test_time_limit_cancels_the_query_and_fails_naming_the_limit_and_the_node(
 
 
 def long_query_project(root: Path) -> Path:
-    """A one-model dbt project on DuckDB whose model keeps its query busy until it is interrupted."""
+    """A one-model dbt project on DuckDB whose model's query computes until it is interrupted (the cancel that
+    fails below leaves a sleeping query's connection busy, and the next test's dbt in this process finds it so)."""
     output = {"type": "duckdb", "path": str(root.parent / "warehouse.duckdb"), "threads": 1}
-    return write_project(root, {"dev": output}, {"long_running": LONG_DUCKDB_MODEL}, {})
+    return write_project(root, {"dev": output}, {"long_running": BUSY_DUCKDB_MODEL}, {})
 
 
 def run_with_a_failing_cancel(

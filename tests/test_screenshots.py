@@ -77,9 +77,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+def runs(tmp_path_factory: pytest.TempPathFactory, prefect_database: Path) -> Iterator[Runs]:
     root = tmp_path_factory.mktemp("screenshots")
-    with private_server(root) as server:
+    with private_server(root, prefect_database) as server:
         passing, failing = example_runs(root / "runs", server.api, server.home)
         yield Runs(server.api, passing, failing)
 
