@@ -4,6 +4,9 @@ The crash is what an out-of-memory killer or a lost machine does to a deployment
 running the flow gets SIGKILL while dbt is building, so no code of the flow itself runs afterwards. The worker must
 report the run Crashed and run its on_crashed hook (the alert); the next run must get the target's concurrency slot
 back (the dead run never released it: its lease has to expire) and rebuild an intact warehouse.
+
+The run builds a slice of the example project (tests/conftest.py) and a model that waits for the test, so that the
+kill lands while dbt is building, after the slice's models were written, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -36,23 +39,28 @@ from prefect.exceptions import ObjectNotFound
 
 from tests.conftest import (
     SHORT_TAKEOVER,
+    SLICE_MART,
     Workspace,
-    copy_example_project,
+    copy_example_slice,
     duckdb_environments,
     make_workspace,
+    model_waiting_for,
     with_short_takeover,
 )
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.workers import Worker, running_worker
 
-pytestmark = pytest.mark.processes
+# What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
+pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
 DEV = "pipeline-dbt-complet/dbt-dev"
 POOL = "default-pool"
 TARGET_LIMIT = "dbt-target-dev"  # the global concurrency limit the flow holds for the whole run (setup creates it)
-EXPECTED_ROWS = {"customers": 150, "orders": 800, "order_items": 2054}
-MODELS_BEFORE_KILL = 5  # of the 28: the kill lands while dbt writes tables
+MODELS_BEFORE_KILL = 3  # the slice's: the kill lands while the fourth, WAITING_MODEL, waits for the test
+WAITING_MODEL = "waits_for_the_test"
+# The slice's relations and the one the kill interrupted, as the next run leaves them.
+EXPECTED_ROWS = {"stg_shop__customers": 150, "stg_shop__stores": 5, "stores_per_channel": 3, WAITING_MODEL: 1}
 UNREACHABLE_API = "http://127.0.0.1:9/api"  # the discard port: nothing listens there
 T = TypeVar("T")
 
@@ -112,7 +120,7 @@ def _wait_for(probe: Callable[[], T | None], what: str, timeout: float, *, alive
 
 
 def _kill_point(api: str, flow_run_id: UUID) -> tuple[str, int] | None:
-    """(step, models built) once dbt is writing: `dbt-run` Running with some models built, or `dbt-test` Running."""
+    """(step, models built) once `dbt-run` is Running with the slice's models built: WAITING_MODEL runs."""
     with prefect_client(api) as client:
         running = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
@@ -121,8 +129,6 @@ def _kill_point(api: str, flow_run_id: UUID) -> tuple[str, int] | None:
             ),
         )
         steps = {run.name.rsplit("-", 1)[0]: run.name for run in running if not run.task_inputs.get("__parents__")}
-        if "dbt-test" in steps:  # dbt-run ended between two polls: the test step still writes test results
-            return steps["dbt-test"], -1
         if "dbt-run" not in steps:
             return None
         built = client.read_task_runs(
@@ -160,7 +166,9 @@ def crash_workspace(
     local receiver.
     """
     root = tmp_path_factory.mktemp("crashes")
-    project = copy_example_project(root / "dbt")
+    project = copy_example_slice(root / "dbt")
+    waiting = model_waiting_for(root / "gate", after=SLICE_MART)
+    (project / "models" / "marts" / f"{WAITING_MODEL}.py").write_text(waiting)
     workspace = make_workspace(root, prefect_api, prefect_home, SLACK_WEBHOOK_URL=crash_receiver.url)
     document = with_short_takeover(duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev"))
     document["environments"]["dev"]["notification_block"] = "alerts-dev"
@@ -216,7 +224,7 @@ def crash(crash_workspace: Workspace, crash_receiver: WebhookReceiver) -> Iterat
                 lambda: _flow_run_processes(crashed.flow_run_id), "the flow process", 30, alive=crashed
             )
             assert crashed.flow_run().state_type == StateType.RUNNING, crashed.worker.tail()
-            crashed.killed_step = f"{step} ({built} models built)" if built >= 0 else step
+            crashed.killed_step = f"{step} ({built} models built)"
             crashed.killed_command = " | ".join(processes.values())
             for pid in processes:
                 os.kill(pid, signal.SIGKILL)
@@ -224,6 +232,7 @@ def crash(crash_workspace: Workspace, crash_receiver: WebhookReceiver) -> Iterat
             _wait_for(
                 lambda: not _flow_run_processes(crashed.flow_run_id), "the flow process to die", 30, alive=crashed
             )
+            (workspace.root / "gate").touch()  # the next run builds WAITING_MODEL at once
             yield crashed
         finally:
             if crashed.flow_run_id.int:
@@ -258,9 +267,8 @@ def test_killed_flow_process_ends_crashed_and_alerts(crash: Crash, prefect_api: 
 def test_rerun_after_a_kill_gets_the_slot_back_and_rebuilds(crash: Crash) -> None:
     """After the kill, the next dev run succeeds once it has the dead run's slot (taken over, or its lease
     expired), and the warehouse is intact."""
-    budget = SHORT_TAKEOVER.takeover_after + 300  # the take-over, a full run on a busy machine
     started = time.monotonic()
-    result = crash.workspace.run("prefect_flows/pipeline.py", "--retries", "0", timeout=budget)
+    result = crash.workspace.pipeline("--retries", "0")
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
