@@ -237,8 +237,7 @@ def busy_duckdb_model(rows: int) -> str:
 def sleeping_duckdb_model(seconds: int = 600) -> str:
     """A DuckDB table model whose query sleeps for `seconds` (DuckDB's `sleep_ms`), so that a run can be stopped
     mid-query: dbt's cancel interrupts it as it interrupts any DuckDB query. For the tests that then wait (for a
-    time limit, a lost API, a cancellation), where a busy query would burn a core all along: about 100 CPU-s
-    of the suite's 1,200 on 2 cores went to such waits."""
+    time limit, a lost API, a cancellation), where a busy query burned a core all along: 8-13 CPU-s a test."""
     return f"{{{{ config(materialized='table') }}}}\nselect sleep_ms({seconds * 1000}) as slept\n"
 
 
