@@ -234,28 +234,17 @@ def busy_duckdb_model(rows: int) -> str:
     return f"{config}\nselect sum(hash(i)) as h from range({rows}) t(i)\n"
 
 
-def sleeping_duckdb_model(seconds: int = 600) -> str:
+def sleeping_duckdb_model(seconds: int = 600, *, gate: Path | None = None, after: str | None = None) -> str:
     """A DuckDB table model whose query sleeps for `seconds` (DuckDB's `sleep_ms`), so that a run can be stopped
     mid-query: dbt's cancel interrupts it as it interrupts any DuckDB query. For the tests that then wait (for a
-    time limit, a lost API, a cancellation), where a busy query burned a core all along: 8-13 CPU-s a test."""
-    return f"{{{{ config(materialized='table') }}}}\nselect sleep_ms({seconds * 1000}) as slept\n"
-
-
-def model_waiting_for(gate: Path, after: str | None = None) -> str:
-    """A dbt Python model that runs until the file `gate` exists (at most 10 minutes), idle: a run that outlives
-    whatever the test does meanwhile (a server restart, a kill), then ends by itself when the test opens the
-    gate. Built `after` the model of that name, if given (dbt runs it once that model is built)."""
-    reference = f"    dbt.ref({after!r})\n" if after else ""
-    return (
-        "import time\nfrom pathlib import Path\n\n\n"
-        "def model(dbt, session):\n"
-        "    dbt.config(materialized='table')\n"
-        f"{reference}"
-        "    deadline = time.monotonic() + 600\n"
-        f"    while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
-        "        time.sleep(0.2)\n"
-        "    return session.sql('select 1 as waited')\n"
-    )
+    time limit, a lost API, a cancellation, a kill), where a busy query burned a core all along: 8-13 CPU-s a
+    test. With `gate`, it sleeps only if that file does not exist as the query starts (the test opens the gate
+    for the next run); `after` names a model it is built after."""
+    milliseconds = str(seconds * 1000)
+    if gate is not None:
+        milliseconds = f"case when (select count(*) from glob('{gate}')) = 0 then {milliseconds} else 0 end"
+    depends_on = f"-- depends_on: {{{{ ref('{after}') }}}}\n" if after else ""
+    return f"{{{{ config(materialized='table') }}}}\n{depends_on}select sleep_ms({milliseconds}) as slept\n"
 
 
 # The shortest take-over of a silent run the environments file allows: the tests that wait for one set it,

@@ -5,8 +5,9 @@ running the flow gets SIGKILL while dbt is building, so no code of the flow itse
 report the run Crashed and run its on_crashed hook (the alert); the next run must get the target's concurrency slot
 back (the dead run never released it: its lease has to expire) and rebuild an intact warehouse.
 
-The run builds a slice of the example project (tests/conftest.py) and a model that waits for the test, so that the
-kill lands while dbt is building, after the slice's models were written, whatever the machine's speed.
+The run builds a slice of the example project (tests/conftest.py), then a model whose query sleeps until the test
+opens a gate: the kill lands while DuckDB runs that model's `create table ... as select`, after the slice's models
+were written, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from tests.conftest import (
     copy_example_slice,
     duckdb_environments,
     make_workspace,
-    model_waiting_for,
+    sleeping_duckdb_model,
     with_short_takeover,
 )
 from tests.loopback import WebhookReceiver, serving
@@ -167,8 +168,8 @@ def crash_workspace(
     """
     root = tmp_path_factory.mktemp("crashes")
     project = copy_example_slice(root / "dbt")
-    waiting = model_waiting_for(root / "gate", after=SLICE_MART)
-    (project / "models" / "marts" / f"{WAITING_MODEL}.py").write_text(waiting)
+    waiting = sleeping_duckdb_model(gate=root / "gate", after=SLICE_MART)
+    (project / "models" / "marts" / f"{WAITING_MODEL}.sql").write_text(waiting)
     workspace = make_workspace(root, prefect_api, prefect_home, SLACK_WEBHOOK_URL=crash_receiver.url)
     document = with_short_takeover(duckdb_environments(project, root / "warehouse" / "dev.duckdb", "dev"))
     document["environments"]["dev"]["notification_block"] = "alerts-dev"

@@ -26,7 +26,7 @@ from prefect.client.schemas.objects import StateType
 from dbt_pipeline.target_slot import read_holder
 from prefect_flows.pipeline import API_LOSS_GRACE_SECONDS
 from tests.conftest import SHORT_TAKEOVER as TIMINGS
-from tests.conftest import Workspace, duckdb_environments, make_workspace, model_waiting_for, with_short_takeover
+from tests.conftest import Workspace, duckdb_environments, make_workspace, with_short_takeover
 from tests.prefect_api import all_task_runs, prefect_client, read_flow_run, step_runs
 from tests.prefect_server import PrefectServer
 from tests.silent_proxy import SilentProxy
@@ -34,6 +34,20 @@ from tests.test_interrupts import LONG_DUCKDB_MODEL, RunningPipeline
 
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
 pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
+
+
+def model_waiting_for(gate: Path) -> str:
+    """A dbt Python model that runs until the file `gate` exists (at most 10 minutes), idle: a run that outlives
+    whatever the test does meanwhile (a server restart), then ends by itself when the test opens the gate."""
+    return (
+        "import time\nfrom pathlib import Path\n\n\n"
+        "def model(dbt, session):\n"
+        "    dbt.config(materialized='table')\n"
+        "    deadline = time.monotonic() + 600\n"
+        f"    while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:\n"
+        "        time.sleep(0.2)\n"
+        "    return session.sql('select 1 as waited')\n"
+    )
 
 
 @pytest.fixture
