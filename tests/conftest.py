@@ -237,9 +237,10 @@ def busy_duckdb_model(rows: int) -> str:
 def sleeping_duckdb_model(seconds: int = 600, *, gate: Path | None = None, after: str | None = None) -> str:
     """A DuckDB table model whose query sleeps for `seconds` (DuckDB's `sleep_ms`), so that a run can be stopped
     mid-query: dbt's cancel interrupts it as it interrupts any DuckDB query. For the tests that then wait (for a
-    time limit, a lost API, a cancellation, a kill), where a busy query burned a core all along: 8-13 CPU-s a
-    test. With `gate`, it sleeps only if that file does not exist as the query starts (the test opens the gate
-    for the next run); `after` names a model it is built after."""
+    time limit, a lost API, a cancellation, a kill), where a busy query would burn a core all along. With
+    `gate`, it sleeps only if that file does not exist as the query starts: opening the gate spares the next
+    run the sleep, it does not end a sleep under way (test_server_faults' Python model does that). `after`
+    names a model it is built after."""
     milliseconds = str(seconds * 1000)
     if gate is not None:
         milliseconds = f"case when (select count(*) from glob('{gate}')) = 0 then {milliseconds} else 0 end"

@@ -36,9 +36,10 @@ from tests.test_postgres import postgres_environment
 # What happens around a run, not what it builds: a slice of the example project (tests/conftest.py).
 pytestmark = [pytest.mark.example_slice, pytest.mark.processes]
 
-# Minutes of work for DuckDB on one core: long enough to be interrupted mid-query.
+# A query that sleeps for ten minutes: long enough to be interrupted mid-query, idle while the test waits.
 LONG_DUCKDB_MODEL = sleeping_duckdb_model()
-# A query that computes, for the tests stopped seconds into it: dbt's cancel must stop work under way too.
+# Minutes of work for DuckDB on one core, for the tests stopped seconds into it: dbt's cancel must stop work
+# under way too.
 BUSY_DUCKDB_MODEL = busy_duckdb_model(30_000_000_000)
 LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept from pg_sleep(600)\n"
 # From the signal to the process's exit: the query's cancel, the final state, the hooks.
