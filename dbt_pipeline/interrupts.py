@@ -12,6 +12,17 @@ So, while a dbt command runs in the main thread, SIGTERM is delivered to dbt as 
 (`StopRequested`), and afterwards the interruption is raised again as what it was: Prefect's own
 SIGTERM handler runs (a `TerminationSignal`, which Prefect turns into Cancelled when the run was
 cancelled, Crashed otherwise), and Ctrl-C stays a `KeyboardInterrupt`.
+
+One stop at a time: a signal that repeats the one being handled is absorbed, not raised into dbt's
+cancel of the queries (which it would break: the query ran on, the connection stayed busy, and the
+run ended Failed with DuckDB's "connection is busy"). `uv run` passes a signal on to the command it
+runs, so a command whose whole process group is signalled (a terminal closing, `kill -- -PGID`,
+systemd stopping a unit) receives it twice.
+
+SIGHUP, which a terminal or an SSH session sends as it closes, would end the process where it stands:
+the warehouse query left running (a BigQuery job is billed to its end), the target held until a take-over,
+the private profile left on disk, no alert. The command line hands it to the SIGTERM handler of the moment
+(`signals_end_the_command`), so that it is a stop like any other.
 """
 
 from __future__ import annotations
@@ -54,15 +65,63 @@ def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]
         yield _reraise_interrupts(signal.SIG_DFL)
         return
     previous: SignalHandler = signal.getsignal(signal.SIGTERM)
+    stopped_by: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        if stopped_by:
+            return  # a repeat: dbt is cancelling the queries for the first one
+        stopped_by.append(signum)
         raise StopRequested(signum)
 
     signal.signal(signal.SIGTERM, stop)
     try:
         yield _reraise_interrupts(previous)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # Once stopped, a repeat must not break what ends the run either (Prefect's recording of the final
+        # state, the hooks): Prefect delivers the signal again itself, with the default handler, at the end.
+        signal.signal(signal.SIGTERM, _absorb_repeated_stop if stopped_by else previous)
+
+
+def _absorb_repeated_stop(signum: int, frame: FrameType | None) -> None:
+    """A stop signal received while the run is already stopping for one: nothing more to do."""
+
+
+@contextmanager
+def signals_end_the_command(last_words: Callable[[], None]) -> Iterator[None]:
+    """For a command line's run, in the main thread (the only one that may set handlers):
+
+    - SIGHUP is handed to the SIGTERM handler of the moment: dbt's during a dbt command (the queries are
+      cancelled), Prefect's during the flow run (the run ends Crashed, its hooks run). A repeat is absorbed.
+    - A stop signal that ends the process, outside the flow run or as Prefect ends a run stopped by one (it
+      sends the signal again, with the handler it found installed), first calls `last_words`: Prefect sends
+      log lines to its API in batches, and a process killed at once loses the last ones, those that say
+      why the run stopped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handed: list[int] = []
+
+    def end_by(signum: int, frame: FrameType | None) -> None:
+        last_words()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def hand_to_sigterm_handler(signum: int, frame: FrameType | None) -> None:
+        if handed:
+            return  # the run is already stopping for the first one
+        handed.append(signum)
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            handler(signum, frame)
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, end_by)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hand_to_sigterm_handler)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

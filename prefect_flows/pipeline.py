@@ -28,7 +28,7 @@ from uuid import UUID
 
 from prefect import State, flow, get_run_logger
 from prefect.exceptions import TerminationSignal
-from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.logging.handlers import APILogWorker, PrefectConsoleHandler
 from prefect.runtime import flow_run
 from prefect.states import Failed
 from prefect.utilities.annotations import opaque
@@ -40,7 +40,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, write_mani
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
 from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
-from dbt_pipeline.interrupts import TimeLimits, exit_now, stop_this_process
+from dbt_pipeline.interrupts import TimeLimits, exit_now, signals_end_the_command, stop_this_process
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
@@ -80,6 +80,8 @@ MODIFIED = "state:modified+"
 CHANGED = f"{MODIFIED} source_status:fresher+"
 # After the API is lost: how long the run may take to cancel its queries and clean up before it exits.
 API_LOSS_GRACE_SECONDS = 30
+# What sending the last log lines may take, once a signal has stopped the run (Prefect's own bound when it flushes).
+LAST_LOGS_TIMEOUT_SECONDS = 5
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -675,38 +677,39 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     _console_says_failures_once()
     try:
-        # A typo in the target or the selection, a missing block or an API that cannot be reached is
-        # reported before a flow run is created; so is a --retry-failed with nothing to retry.
-        require_api()
-        plan = prepare_run(
-            args.target,
-            args.project_dir,
-            args.select,
-            args.exclude,
-            changed_only=args.changed_only,
-            state_from=args.state_from,
-            full_refresh=args.full_refresh,
-            mode=args.mode,
-            retry_failed=args.retry_failed,
-        )
-        if args.retry_failed and not (resumed := _last_run_to_resume(plan))[1]:
-            print(f"{FLOW_NAME}: {nothing_to_retry(resumed[0], args.target, plan.target_path)}")
-            return 0
-        dbt_full_pipeline(
-            target=args.target,
-            project_dir=args.project_dir,
-            select=args.select,
-            exclude=args.exclude,
-            full_refresh=args.full_refresh,
-            mode=args.mode,
-            changed_only=args.changed_only,
-            state_from=args.state_from,
-            retries=args.retries,
-            retry_delay_seconds=args.retry_delay,
-            run_timeout_seconds=args.run_timeout,
-            step_timeout_seconds=args.step_timeout,
-            retry_failed=args.retry_failed,
-        )
+        with signals_end_the_command(last_words=_send_the_last_logs):
+            # A typo in the target or the selection, a missing block or an API that cannot be reached is
+            # reported before a flow run is created; so is a --retry-failed with nothing to retry.
+            require_api()
+            plan = prepare_run(
+                args.target,
+                args.project_dir,
+                args.select,
+                args.exclude,
+                changed_only=args.changed_only,
+                state_from=args.state_from,
+                full_refresh=args.full_refresh,
+                mode=args.mode,
+                retry_failed=args.retry_failed,
+            )
+            if args.retry_failed and not (resumed := _last_run_to_resume(plan))[1]:
+                print(f"{FLOW_NAME}: {nothing_to_retry(resumed[0], args.target, plan.target_path)}")
+                return 0
+            dbt_full_pipeline(
+                target=args.target,
+                project_dir=args.project_dir,
+                select=args.select,
+                exclude=args.exclude,
+                full_refresh=args.full_refresh,
+                mode=args.mode,
+                changed_only=args.changed_only,
+                state_from=args.state_from,
+                retries=args.retries,
+                retry_delay_seconds=args.retry_delay,
+                run_timeout_seconds=args.run_timeout,
+                step_timeout_seconds=args.step_timeout,
+                retry_failed=args.retry_failed,
+            )
     except PipelineError as error:
         print(f"\n{FLOW_NAME} failed: {failure_message(error, args.target, args.project_dir)}", file=sys.stderr)
         return 1
@@ -716,6 +719,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{FLOW_NAME} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
         return 128 + signum
     return 0
+
+
+def _send_the_last_logs() -> None:
+    """The run's last log lines to the Prefect API before a signal ends the process: why it stopped, its final
+    state. Bounded: an API that does not take them does not hold the process up for long."""
+    APILogWorker.drain_all(timeout=LAST_LOGS_TIMEOUT_SECONDS)
 
 
 class _SaidAtTheEnd(logging.Filter):

@@ -1,19 +1,23 @@
 """Stopping a run with a signal, as a terminal, a worker or a container runtime does.
 
 Real processes and real signals: the pipeline command runs a model that would take minutes, and
-the test sends SIGTERM to the process, or SIGINT to its process group (what Ctrl-C does). The run
-must stop within seconds, its warehouse query with it, free its target, leave no private profile
-behind, and end Crashed with the signal named, never Failed with a misleading dbt error.
+the test sends SIGTERM to the process group of `uv run` (which passes it on: the command gets it twice,
+as when systemd stops a unit), SIGINT to its process group (what Ctrl-C does), or closes the terminal it
+runs in (SIGHUP). The run must stop within seconds, its warehouse query with it, free its target, leave
+no private profile behind, and end Crashed with the signal named, never Failed with a misleading dbt error.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +32,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult, EventCallback, invoke_
 from tests.conftest import REPO, Workspace, busy_duckdb_model, duckdb_environments, sleeping_duckdb_model
 from tests.loopback import WebhookReceiver, serving
 from tests.postgres_server import PostgresServer
-from tests.prefect_api import prefect_client, read_flow_run
+from tests.prefect_api import prefect_client, prefect_logs, read_flow_run
 from tests.prefect_server import DATABASE
 from tests.test_failures import write_project
 from tests.test_postgres import postgres_environment
@@ -46,14 +50,23 @@ LONG_POSTGRES_MODEL = "{{ config(materialized='table') }}\nselect 1 as slept fro
 STOP_WITHIN_SECONDS = 60
 
 
-class RunningPipeline:
-    """The pipeline command in a process group of its own, its output in a file."""
+def uv_run() -> list[str]:
+    """`uv run`, as the README starts the commands, on the environment installed (no sync)."""
+    uv = shutil.which("uv")
+    assert uv, "uv is not on PATH: the README installs it (`pip install uv`)"
+    return [uv, "run", "--no-sync"]
 
-    def __init__(self, workspace: Workspace, *args: str) -> None:
+
+class RunningPipeline:
+    """The pipeline command in a process group of its own, its output in a file; `through_uv` as the README
+    starts it, under `uv run`."""
+
+    def __init__(self, workspace: Workspace, *args: str, through_uv: bool = False) -> None:
         self.log = workspace.root / f"pipeline-{time.monotonic_ns()}.log"
+        python = [*uv_run(), "python"] if through_uv else [sys.executable]
         with self.log.open("w") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "prefect_flows/pipeline.py", *args], cwd=REPO, env=workspace.env,
+                [*python, "prefect_flows/pipeline.py", *args], cwd=REPO, env=workspace.env,
                 stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 
@@ -117,11 +130,13 @@ def assert_nothing_left(workspace: Workspace, prefect_api: str) -> None:
 def test_sigterm_cancels_the_query_and_ends_crashed_naming_the_signal(
     workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: WebhookReceiver
 ) -> None:
-    """SIGTERM mid-query (a worker or container stopping the run): out in seconds, Crashed, alert says why."""
+    """SIGTERM mid-query to the process group of `uv run` (systemd stopping a unit, `kill -- -PGID`), which the
+    command gets twice, from the signal and from uv passing it on: out in seconds, Crashed, alert says why.
+    The repeat must not break the cancel of the query under way."""
     long_model_workspace(workspace, dbt_project, receiver, BUSY_DUCKDB_MODEL)
-    run = RunningPipeline(workspace, "--select", "long_running")
+    run = RunningPipeline(workspace, "--select", "long_running", through_uv=True)
     run.wait_for_query()
-    took = run.stop(signal.SIGTERM)
+    took = run.stop(signal.SIGTERM, group=True)
     output = run.output
     print(f"\nSIGTERM mid-query: exited {took:.1f} s after the signal")  # shown with -s / -rA
     # Prefect ends a process that got SIGTERM by the same signal, once the run's state is written.
@@ -136,6 +151,95 @@ def test_sigterm_cancels_the_query_and_ends_crashed_naming_the_signal(
     alert = str(receiver.received[0]["text"])
     assert "pipeline CRASHED on target `dev`" in alert
     assert "termination signal" in alert
+    assert_nothing_left(workspace, prefect_api)
+    # The run's page in Prefect ends as the console did, with why the run stopped and its final state.
+    logs = prefect_logs(prefect_api, flow_run)
+    assert "Stopped by SIGTERM: dbt cancelled the queries" in logs
+    assert "Finished in state Crashed('Execution was aborted by a termination signal.')" in logs
+
+
+class Terminal:
+    """An interactive shell in a pseudo-terminal of its own, as a terminal window or an SSH session gives a user:
+    what it shows is kept (`screen`), and `hang_up` closes it as closing the window or losing the connection does
+    (the kernel sends SIGHUP to the shell, which sends it to its jobs)."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._master, tty = os.openpty()
+        self.shell = subprocess.Popen(
+            ["bash", "--norc", "--noprofile", "-i"], cwd=REPO, env={**workspace.env, "PS1": "$ ", "HISTFILE": ""},
+            stdin=tty, stdout=tty, stderr=tty, start_new_session=True, preexec_fn=_take_controlling_terminal,
+        )  # fmt: skip
+        os.close(tty)
+        self.screen = ""
+
+    @property
+    def text(self) -> str:
+        """What the terminal shows, without its colours."""
+        return _ESCAPES.sub("", self.screen).replace("\r\n", "\n")
+
+    def type(self, line: str) -> None:
+        os.write(self._master, f"{line}\n".encode())
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 240) -> None:
+        """Until the terminal shows `pattern`, reading what it shows meanwhile (a full terminal blocks its writers)."""
+        deadline = time.monotonic() + timeout
+        while not pattern.search(self.text):
+            assert time.monotonic() < deadline, f"no {pattern.pattern!r} within {timeout:g} s:\n{self.text[-4000:]}"
+            if select.select([self._master], [], [], 0.5)[0]:
+                self.screen += os.read(self._master, 65536).decode(errors="replace")
+
+    def hang_up(self) -> list[int]:
+        """Close the terminal; the processes the shell started, in its session, when it closed."""
+        session = [pid for pid in _processes() if _session_of(pid) == self.shell.pid and pid != self.shell.pid]
+        os.close(self._master)
+        self.shell.wait(timeout=30)
+        return session
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colours and modes
+
+
+def _take_controlling_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _processes() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_closing_the_terminal_cancels_the_query_and_ends_crashed(
+    workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: WebhookReceiver
+) -> None:
+    """The terminal the README's command runs in closes mid-query (a laptop lid, a dropped SSH connection): SIGHUP,
+    to the command and, passed on by `uv run`, again. By default it would end the process where it stands, its
+    query running on, its target held, its private profile on disk, no alert. The run stops as it does on SIGTERM."""
+    long_model_workspace(workspace, dbt_project, receiver)
+    terminal = Terminal(workspace)
+    terminal.type(" ".join([*uv_run(), "python", "prefect_flows/pipeline.py", "--select", "long_running"]))
+    terminal.wait_for(re.compile(r"Task run 'dbt-run-\w+' - Running \d+ nodes?"))
+    time.sleep(3)  # the query starts
+    started = terminal.hang_up()
+    assert started, "the command was not running in the terminal"
+    deadline = time.monotonic() + STOP_WITHIN_SECONDS
+    while any(_session_of(pid) is not None for pid in started):
+        assert time.monotonic() < deadline, f"the command outlived its terminal by {STOP_WITHIN_SECONDS} s"
+        time.sleep(0.2)
+
+    flow_run = read_flow_run(prefect_api, terminal.text)
+    assert flow_run.state_type == StateType.CRASHED, flow_run.state
+    logs = prefect_logs(prefect_api, flow_run)  # what the closed terminal could not show, the run's page does
+    assert "CANCEL query model.shop_analytics.long_running" in logs
+    assert "Stopped by SIGHUP: dbt cancelled the queries" in logs
+    assert "Finished in state Crashed('Execution was aborted by a termination signal.')" in logs
+    assert len(receiver.received) == 1
+    assert "pipeline CRASHED on target `dev`" in str(receiver.received[0]["text"])
     assert_nothing_left(workspace, prefect_api)
 
 
