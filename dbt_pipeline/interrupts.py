@@ -87,41 +87,62 @@ def _absorb_repeated_stop(signum: int, frame: FrameType | None) -> None:
 
 
 @contextmanager
-def signals_end_the_command(last_words: Callable[[], None]) -> Iterator[None]:
+def signals_end_the_command(end: Callable[[int], None]) -> Iterator[None]:
     """For a command line's run, in the main thread (the only one that may set handlers):
 
-    - SIGHUP is handed to the SIGTERM handler of the moment: dbt's during a dbt command (the queries are
-      cancelled), Prefect's during the flow run (the run ends Crashed, its hooks run). A repeat is absorbed.
-    - A stop signal that ends the process, outside the flow run or as Prefect ends a run stopped by one (it
-      sends the signal again, with the handler it found installed), first calls `last_words`: Prefect sends
-      log lines to its API in batches, and a process killed at once loses the last ones, those that say
-      why the run stopped.
+    - SIGTERM, where nothing more particular handles it (dbt during a dbt command, Prefect during the flow
+      run), calls `end(signal)`: `exit_cleanly` or `send_then_die`. So does the signal Prefect sends again, with
+      the handler it found installed, to end a run that a signal stopped.
+    - SIGHUP is handed to the SIGTERM handler of the moment: dbt's (the queries are cancelled), Prefect's (the
+      run ends Crashed, its hooks run), or `end`.
+
+    One stop at a time: a signal that repeats one being handled is absorbed.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     handed: list[int] = []
+    ended: list[int] = []
 
-    def end_by(signum: int, frame: FrameType | None) -> None:
-        last_words()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+    def end_once(signum: int, frame: FrameType | None) -> None:
+        if not ended:
+            ended.append(signum)
+            end(signum)
 
     def hand_to_sigterm_handler(signum: int, frame: FrameType | None) -> None:
         if handed:
-            return  # the run is already stopping for the first one
+            return  # the command is already stopping for the first one
         handed.append(signum)
         handler = signal.getsignal(signal.SIGTERM)
         if callable(handler):
             handler(signum, frame)
 
-    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, end_by)}
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, end_once)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hand_to_sigterm_handler)
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def exit_cleanly(signum: int) -> NoReturn:
+    """End the command as an error would, where it stands, with exit status 128 + `signum`: what it holds is let go
+    on the way out (a rendered profile and its key removed from disk, a file being replaced left as it was)."""
+    raise SystemExit(128 + signum)
+
+
+def send_then_die(last_words: Callable[[], None]) -> Callable[[int], None]:
+    """An `end` that calls `last_words` (the run's last logs to the Prefect API, which a process killed at once
+    would lose: Prefect sends them in batches), then ends the process by the signal, as Prefect ends a run stopped
+    by one once its final state is recorded."""
+
+    def end(signum: int) -> None:
+        last_words()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    return end
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, write_mani
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
 from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
-from dbt_pipeline.interrupts import TimeLimits, exit_now, signals_end_the_command, stop_this_process
+from dbt_pipeline.interrupts import TimeLimits, exit_now, send_then_die, signals_end_the_command, stop_this_process
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     _console_says_failures_once()
     try:
-        with signals_end_the_command(last_words=_send_the_last_logs):
+        with signals_end_the_command(send_then_die(_send_the_last_logs)):
             # A typo in the target or the selection, a missing block or an API that cannot be reached is
             # reported before a flow run is created; so is a --retry-failed with nothing to retry.
             require_api()

@@ -15,6 +15,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import termios
@@ -188,12 +189,18 @@ class Terminal:
             if select.select([self._master], [], [], 0.5)[0]:
                 self.screen += os.read(self._master, 65536).decode(errors="replace")
 
-    def hang_up(self) -> list[int]:
-        """Close the terminal; the processes the shell started, in its session, when it closed."""
-        session = [pid for pid in _processes() if _session_of(pid) == self.shell.pid and pid != self.shell.pid]
+    def hang_up(self) -> float:
+        """Close the terminal, then wait for what runs in it to end; the seconds that took."""
+        started = [pid for pid in _processes() if _session_of(pid) == self.shell.pid and pid != self.shell.pid]
+        assert started, f"nothing runs in the terminal:\n{self.text[-4000:]}"
+        closed = time.monotonic()
         os.close(self._master)
         self.shell.wait(timeout=30)
-        return session
+        while any(_session_of(pid) is not None for pid in started):
+            took = time.monotonic() - closed
+            assert took < STOP_WITHIN_SECONDS, f"the command outlived its terminal by {STOP_WITHIN_SECONDS} s"
+            time.sleep(0.2)
+        return time.monotonic() - closed
 
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # a terminal's colours and modes
@@ -225,12 +232,7 @@ def test_closing_the_terminal_cancels_the_query_and_ends_crashed(
     terminal.type(" ".join([*uv_run(), "python", "prefect_flows/pipeline.py", "--select", "long_running"]))
     terminal.wait_for(re.compile(r"Task run 'dbt-run-\w+' - Running \d+ nodes?"))
     time.sleep(3)  # the query starts
-    started = terminal.hang_up()
-    assert started, "the command was not running in the terminal"
-    deadline = time.monotonic() + STOP_WITHIN_SECONDS
-    while any(_session_of(pid) is not None for pid in started):
-        assert time.monotonic() < deadline, f"the command outlived its terminal by {STOP_WITHIN_SECONDS} s"
-        time.sleep(0.2)
+    print(f"\nterminal closed mid-query: the command ended {terminal.hang_up():.1f} s later")
 
     flow_run = read_flow_run(prefect_api, terminal.text)
     assert flow_run.state_type == StateType.CRASHED, flow_run.state
@@ -241,6 +243,31 @@ def test_closing_the_terminal_cancels_the_query_and_ends_crashed(
     assert len(receiver.received) == 1
     assert "pipeline CRASHED on target `dev`" in str(receiver.received[0]["text"])
     assert_nothing_left(workspace, prefect_api)
+
+
+def test_closing_the_terminal_while_the_doctor_waits_for_the_warehouse_removes_its_rendered_profile(
+    workspace: Workspace, dbt_project: Path
+) -> None:
+    """The doctor renders the target's profile to a private folder for `dbt debug` (on BigQuery, with the service
+    account's key in it). A terminal closing while the warehouse does not answer must not leave it on disk."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        host, port = silent.getsockname()
+        workspace.write_environments({
+            "defaults": {"dbt_project_dir": str(dbt_project)},
+            "environments": {"pg": {"adapter": "postgres", "host": host, "port": port, "user": "analytics",
+                                    "database": "analytics", "schema": "analytics", "threads": 1}},
+        })  # fmt: skip
+        workspace.env["DBT_ENV_SECRET_POSTGRES_PASSWORD"] = "not-a-real-password"
+        workspace.setup("--blocks-only")
+        terminal = Terminal(workspace)
+        terminal.type(" ".join([*uv_run(), "python", "-m", "infrastructure.doctor", "--target", "pg"]))
+        rendered = workspace.root / "tmp"
+        deadline = time.monotonic() + 240
+        while not list(rendered.glob("dbt-profiles-*/profiles.yml")):
+            assert time.monotonic() < deadline, f"the doctor never reached the warehouse:\n{terminal.text[-4000:]}"
+            time.sleep(0.2)
+        terminal.hang_up()
+    assert not list(rendered.glob("dbt-profiles-*")), "the rendered profile was left on disk"
 
 
 def test_ctrl_c_in_the_default_mode_records_the_run_and_frees_the_target(

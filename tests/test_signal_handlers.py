@@ -17,7 +17,12 @@ from types import FrameType
 
 import pytest
 
-from dbt_pipeline.interrupts import StopRequested, signals_end_the_command, sigterm_interrupts_dbt
+from dbt_pipeline.interrupts import (
+    StopRequested,
+    exit_cleanly,
+    signals_end_the_command,
+    sigterm_interrupts_dbt,
+)
 from tests.conftest import REPO
 
 
@@ -62,7 +67,7 @@ def test_a_block_that_was_not_stopped_gives_sigterm_back() -> None:
 def test_sighup_is_handed_to_the_sigterm_handler_of_the_moment_once() -> None:
     """A closing terminal's SIGHUP goes where SIGTERM would, to dbt's handler during a dbt command; the repeats
     that follow it are absorbed."""
-    with signals_end_the_command(last_words=lambda: None), sigterm_interrupts_dbt():
+    with signals_end_the_command(exit_cleanly), sigterm_interrupts_dbt():
         with pytest.raises(StopRequested) as stopped:
             signalled(signal.SIGHUP)
         assert stopped.value.signum == signal.SIGHUP
@@ -75,7 +80,7 @@ def test_sighup_reaches_prefects_handler_outside_dbt() -> None:
     def prefects(signum: int, frame: FrameType | None) -> None:
         handled.append(signum)
 
-    with signals_end_the_command(last_words=lambda: None):
+    with signals_end_the_command(exit_cleanly):
         signal.signal(signal.SIGTERM, prefects)  # as Prefect's engine does around a flow run
         signalled(signal.SIGHUP)
         signalled(signal.SIGHUP)
@@ -83,13 +88,33 @@ def test_sighup_reaches_prefects_handler_outside_dbt() -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_that_ends_the_command_says_its_last_words_first(signum: signal.Signals) -> None:
-    """Outside the flow run, or as Prefect ends a stopped run: `last_words` (the last logs to the API), then the
-    process ends by the signal, as it would have."""
+def test_a_command_without_a_flow_run_exits_cleanly_once(signum: signal.Signals) -> None:
+    """The doctor and the setup: SystemExit where the command stands, its `finally` blocks run on the way out
+    (the rendered profile removed); a repeat during that clean-up is absorbed."""
+    cleaned: list[str] = []
+
+    def command() -> None:
+        with signals_end_the_command(exit_cleanly):
+            try:
+                signalled(signum)
+            finally:
+                signalled(signum)  # a repeat while cleaning up
+                cleaned.append("profile removed")
+
+    with pytest.raises(SystemExit) as exited:
+        command()
+    assert exited.value.code == 128 + signum
+    assert cleaned == ["profile removed"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_send_then_die_says_its_last_words_then_ends_by_the_signal(signum: signal.Signals) -> None:
+    """The pipeline: its last logs sent, then the process ends by the signal, as it would have (and as Prefect ends
+    a run stopped by a signal)."""
     script = textwrap.dedent(f"""
-        import os, signal, time
-        from dbt_pipeline.interrupts import signals_end_the_command
-        with signals_end_the_command(last_words=lambda: print("last words", flush=True)):
+        import os, time
+        from dbt_pipeline.interrupts import send_then_die, signals_end_the_command
+        with signals_end_the_command(send_then_die(lambda: print("last words", flush=True))):
             os.kill(os.getpid(), {int(signum)})
             time.sleep(10)
         print("went on", flush=True)

@@ -27,6 +27,7 @@ from dbt_pipeline.dbt_invocation import invoke_dbt
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, Environments, load_environments, target_concurrency_limit
 from dbt_pipeline.errors import BlockNotFoundError, CheckFailedError, PipelineError
+from dbt_pipeline.interrupts import exit_cleanly, signals_end_the_command
 from dbt_pipeline.prefect_api import require_api, unreachable
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.target_slot import SlotTimings, read_holder, why_holder_is_gone
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.timeout > 0:  # NaN too
         parser.error(f"--timeout must be more than 0 seconds, got {args.timeout:g}")
     doctor = Doctor(args.target, args.environments_file, timeout_seconds=args.timeout)
-    healthy = doctor.run_all()
+    with signals_end_the_command(exit_cleanly):  # a closing terminal too: the rendered profile is removed
+        healthy = doctor.run_all()
     print(f"doctor: target {args.target!r}")
     for status, name, detail, fix in doctor.results:
         print(f"  [{status:^4}] {name:<19} {detail}")

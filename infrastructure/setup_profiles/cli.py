@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dbt_pipeline.environments import Environments, load_environments
 from dbt_pipeline.errors import ConfigError, PipelineError
+from dbt_pipeline.interrupts import exit_cleanly, signals_end_the_command
 
 if TYPE_CHECKING:
     from infrastructure.setup_profiles.blocks import BlockPlan, ResolvedTarget
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         environments = load_environments(args.environments_file)
-        return _plan_and_apply(environments, args)
+        with signals_end_the_command(exit_cleanly):  # a closing terminal too: no half-written file left
+            return _plan_and_apply(environments, args)
     except PipelineError as error:
         print(f"setup_profiles: {error}", file=sys.stderr)
         return 1
