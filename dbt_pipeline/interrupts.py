@@ -78,7 +78,7 @@ def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]
         yield _reraise_interrupts(previous)
     finally:
         # Once stopped, a repeat must not break what ends the run either (Prefect's recording of the final
-        # state, the hooks): Prefect delivers the signal again itself, with the default handler, at the end.
+        # state, the hooks). Prefect delivers the signal again itself at the end, with the handler it found.
         signal.signal(signal.SIGTERM, _absorb_repeated_stop if stopped_by else previous)
 
 
