@@ -65,12 +65,13 @@ def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]
         yield _reraise_interrupts(signal.SIG_DFL)
         return
     previous: SignalHandler = signal.getsignal(signal.SIGTERM)
-    stopped_by: list[int] = []
+    stopped = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        if stopped_by:
+        nonlocal stopped
+        if stopped:
             return  # a repeat: dbt is cancelling the queries for the first one
-        stopped_by.append(signum)
+        stopped = True
         raise StopRequested(signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -79,7 +80,7 @@ def sigterm_interrupts_dbt() -> Iterator[Callable[[BaseException | None], None]]
     finally:
         # Once stopped, a repeat must not break what ends the run either (Prefect's recording of the final
         # state, the hooks). Prefect delivers the signal again itself at the end, with the handler it found.
-        signal.signal(signal.SIGTERM, _absorb_repeated_stop if stopped_by else previous)
+        signal.signal(signal.SIGTERM, _absorb_repeated_stop if stopped else previous)
 
 
 def _absorb_repeated_stop(signum: int, frame: FrameType | None) -> None:
@@ -101,18 +102,19 @@ def signals_end_the_command(end: Callable[[int], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    handed: list[int] = []
-    ended: list[int] = []
+    ended = handed = False
 
     def end_once(signum: int, frame: FrameType | None) -> None:
+        nonlocal ended
         if not ended:
-            ended.append(signum)
+            ended = True
             end(signum)
 
     def hand_to_sigterm_handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal handed
         if handed:
             return  # the command is already stopping for the first one
-        handed.append(signum)
+        handed = True
         handler = signal.getsignal(signal.SIGTERM)
         if callable(handler):
             handler(signum, frame)

@@ -678,38 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     _console_says_failures_once()
     try:
         with signals_end_the_command(send_then_die(_send_the_last_logs)):
-            # A typo in the target or the selection, a missing block or an API that cannot be reached is
-            # reported before a flow run is created; so is a --retry-failed with nothing to retry.
-            require_api()
-            plan = prepare_run(
-                args.target,
-                args.project_dir,
-                args.select,
-                args.exclude,
-                changed_only=args.changed_only,
-                state_from=args.state_from,
-                full_refresh=args.full_refresh,
-                mode=args.mode,
-                retry_failed=args.retry_failed,
-            )
-            if args.retry_failed and not (resumed := _last_run_to_resume(plan))[1]:
-                print(f"{FLOW_NAME}: {nothing_to_retry(resumed[0], args.target, plan.target_path)}")
-                return 0
-            dbt_full_pipeline(
-                target=args.target,
-                project_dir=args.project_dir,
-                select=args.select,
-                exclude=args.exclude,
-                full_refresh=args.full_refresh,
-                mode=args.mode,
-                changed_only=args.changed_only,
-                state_from=args.state_from,
-                retries=args.retries,
-                retry_delay_seconds=args.retry_delay,
-                run_timeout_seconds=args.run_timeout,
-                step_timeout_seconds=args.step_timeout,
-                retry_failed=args.retry_failed,
-            )
+            return _run(args)
     except PipelineError as error:
         print(f"\n{FLOW_NAME} failed: {failure_message(error, args.target, args.project_dir)}", file=sys.stderr)
         return 1
@@ -718,6 +687,42 @@ def main(argv: list[str] | None = None) -> int:
         signum = stop.signal if isinstance(stop, TerminationSignal) else signal.SIGINT
         print(f"\n{FLOW_NAME} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
         return 128 + signum
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's run: checks made before a flow run is created, then the flow."""
+    # A typo in the target or the selection, a missing block or an API that cannot be reached is
+    # reported before a flow run is created; so is a --retry-failed with nothing to retry.
+    require_api()
+    plan = prepare_run(
+        args.target,
+        args.project_dir,
+        args.select,
+        args.exclude,
+        changed_only=args.changed_only,
+        state_from=args.state_from,
+        full_refresh=args.full_refresh,
+        mode=args.mode,
+        retry_failed=args.retry_failed,
+    )
+    if args.retry_failed and not (resumed := _last_run_to_resume(plan))[1]:
+        print(f"{FLOW_NAME}: {nothing_to_retry(resumed[0], args.target, plan.target_path)}")
+        return 0
+    dbt_full_pipeline(
+        target=args.target,
+        project_dir=args.project_dir,
+        select=args.select,
+        exclude=args.exclude,
+        full_refresh=args.full_refresh,
+        mode=args.mode,
+        changed_only=args.changed_only,
+        state_from=args.state_from,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
+        run_timeout_seconds=args.run_timeout,
+        step_timeout_seconds=args.step_timeout,
+        retry_failed=args.retry_failed,
+    )
     return 0
 
 
