@@ -9,12 +9,17 @@ Prefect Variable `dbt-target-{target}-holder`, which lives in the server's datab
 
 A run that finds the target taken reads that record. The holder is gone when its flow run has
 ended, when its heartbeat is older than the environment's `takeover_after_seconds`, or when no run
-has claimed the slot for that long (a lease the server lost). The waiting run then takes the slot over:
-it ends the dead holder's lease if the server still has it (otherwise the server would expire it later
-and free the slot under the next holder), else resets the slot, and marks a holder that Prefect still
-shows as running Crashed. Of several waiting runs that find the same dead holder only one may take
-over; Prefect's API has no compare-and-set, but a Variable's name is unique, so the claim is the
-creation of a Variable named after the dead holder: one creation succeeds, the others get 409.
+has claimed the slot for that long (a lease the server lost). A heartbeat's age is read on the server's
+clock (when the server last wrote the record, against the time of its answer), never on the runs' own:
+when two machines' clocks disagree by more than the take-over delay, a holder whose clock is behind
+would look silent while it runs, and one whose clock is ahead would look alive after it died.
+
+The waiting run then takes the slot over: it ends the dead holder's lease if the server still has it
+(otherwise the server would expire it later and free the slot under the next holder), else resets the
+slot, and marks a holder that Prefect still shows as running Crashed. Of several waiting runs that
+find the same dead holder only one may take over; Prefect's API has no compare-and-set, but a
+Variable's name is unique, so the claim is the creation of a Variable named after the dead holder:
+one creation succeeds, the others get 409.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate, VariableCreate, VariableUpdate
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, Variable
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from prefect.states import Crashed
@@ -113,25 +119,61 @@ class Holder:
     """The run that holds (or claims) a target's slot, when it last said it was alive, and its lease."""
 
     flow_run_id: UUID
-    heartbeat_at: datetime
+    heartbeat_at: datetime  # on the holder's clock: for people to read, never to judge its silence by
     lease_id: UUID | None = None
+    # How long before it was read the server wrote this record, on the server's clock (zero for a record
+    # not read from the server): a holder's silence.
+    recorded_ago: timedelta = field(default=timedelta(0), compare=False)
 
     def to_value(self) -> dict[str, str]:
         value = {"flow_run_id": str(self.flow_run_id), "heartbeat_at": self.heartbeat_at.isoformat()}
         return value | ({"lease_id": str(self.lease_id)} if self.lease_id else {})
 
     @classmethod
-    def from_value(cls, value: Any) -> Holder | None:
+    def from_value(cls, value: Any, recorded_ago: timedelta = timedelta(0)) -> Holder | None:
         try:
             lease_id = UUID(value["lease_id"]) if value.get("lease_id") else None
-            return cls(UUID(value["flow_run_id"]), datetime.fromisoformat(value["heartbeat_at"]), lease_id)
+            heartbeat_at = datetime.fromisoformat(value["heartbeat_at"])
+            return cls(UUID(value["flow_run_id"]), heartbeat_at, lease_id, recorded_ago)
         except (TypeError, KeyError, ValueError, AttributeError):
             return None  # not written by us: as if there were no record
 
 
 def read_holder(client: SyncPrefectClient, target: str) -> Holder | None:
-    variable = client.read_variable_by_name(holder_variable(target))
-    return Holder.from_value(variable.value) if variable is not None else None
+    record = _read_record(client, holder_variable(target))
+    return Holder.from_value(*record) if record is not None else None
+
+
+def _read_record(client: SyncPrefectClient, name: str) -> tuple[Any, timedelta] | None:
+    """The value of the Variable `name` and how long ago the server last wrote it, on the server's clock
+    (its `updated`, against the `Date` of its answer), or None if there is no such Variable."""
+    try:
+        response = client.request("GET", "/variables/name/{name}", path_params={"name": name})
+    except httpx.HTTPStatusError as error:
+        if error.response.status_code == 404:
+            return None
+        raise
+    variable = Variable.model_validate(response.json())
+    return variable.value, _written_ago(variable.updated, response.headers.get_list("date"))
+
+
+def _written_ago(updated: datetime | None, dates: list[str]) -> timedelta:
+    """`updated`'s age when the server answered, by the `Date` of its answer. That header is in whole seconds
+    and uvicorn refreshes it once a second: the age may come out up to 2 s short, which only delays a
+    take-over. A proxy may add a `Date` of its own: the earliest counts (the shorter age). Without a usable
+    one, this process's clock stands in for the server's."""
+    if updated is None:
+        return timedelta(0)
+    answered = min(filter(None, map(_http_date, dates)), default=datetime.now(UTC))
+    return max(answered - updated, timedelta(0))
+
+
+def _http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # an HTTP date is in GMT, whatever it says
 
 
 def write_holder(client: SyncPrefectClient, target: str, holder: Holder) -> None:
@@ -155,10 +197,9 @@ def why_holder_is_gone(
 
     With no holder recorded, `unclaimed_since` is when the slot was first seen taken with no record: a run
     that has just got the slot records itself a moment later, so only a long silence counts."""
-    now = datetime.now(UTC)
     silent_after = timedelta(seconds=timings.takeover_after)
     if holder is None:
-        if now - unclaimed_since >= silent_after:
+        if datetime.now(UTC) - unclaimed_since >= silent_after:
             return f"no run has claimed it for {silent_after.total_seconds():.0f} s (the server lost its lease)"
         return None
     try:
@@ -167,9 +208,9 @@ def why_holder_is_gone(
         return f"its flow run {holder.flow_run_id} no longer exists"
     if flow_run.state is not None and flow_run.state.is_final():
         return f"its flow run {flow_run.name!r} ended ({flow_run.state.name}) without freeing it"
-    silence = now - holder.heartbeat_at
-    if silence >= silent_after:
-        return f"its flow run {flow_run.name!r} has been silent for {silence.total_seconds():.0f} s (killed or cut off)"
+    if holder.recorded_ago >= silent_after:
+        silence = holder.recorded_ago.total_seconds()
+        return f"its flow run {flow_run.name!r} has been silent for {silence:.0f} s (killed or cut off)"
     return None
 
 
@@ -310,7 +351,7 @@ def _claim_take_over(
     names: list[str] = []
     for attempt in itertools.count(1):
         names.append(claim_variable(target, gone, attempt))
-        existing = client.read_variable_by_name(names[-1])
+        existing = _read_record(client, names[-1])
         if existing is None:
             try:
                 value = Holder(me, datetime.now(UTC)).to_value()
@@ -318,8 +359,8 @@ def _claim_take_over(
             except ObjectAlreadyExists:  # the server's 409: another waiting run created it first
                 return None
             return names
-        claim = Holder.from_value(existing.value)  # this run's own too: a claim serves one take-over
-        if claim is None or datetime.now(UTC) - claim.heartbeat_at < timedelta(seconds=timings.takeover_after):
+        claim = Holder.from_value(*existing)  # this run's own too: a claim serves one take-over
+        if claim is None or claim.recorded_ago < timedelta(seconds=timings.takeover_after):
             return None
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -380,7 +421,7 @@ def _holding(client: SyncPrefectClient, holder: Holder | None) -> str:
         name = client.read_flow_run(holder.flow_run_id).name
     except ObjectNotFound:
         name = str(holder.flow_run_id)
-    return f"flow run {name!r} holds it (last heartbeat {holder.heartbeat_at:%H:%M:%S} UTC)"
+    return f"flow run {name!r} holds it (last heartbeat {holder.recorded_ago.total_seconds():.0f} s ago)"
 
 
 def _release(

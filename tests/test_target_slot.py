@@ -58,13 +58,22 @@ pytestmark = pytest.mark.processes
 
 WAITER = """
 import logging, os, sys, time
+from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
+from dbt_pipeline import target_slot
 from dbt_pipeline.target_slot import SlotTimings, hold_target
 
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 logging.getLogger("httpx").setLevel(logging.WARNING)
-target, flow_run_id, go, hold_for = sys.argv[1:5]
+target, flow_run_id, go, hold_for, clock_offset = sys.argv[1:6]
+
+class MachineClock(datetime):  # this machine's wall clock, `clock_offset` s off the others'
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.now(tz) + timedelta(seconds=float(clock_offset))
+
+target_slot.datetime = MachineClock
 
 def stop(reason):
     print("stopping:", reason, flush=True)
@@ -79,10 +88,16 @@ with hold_target(target, UUID(flow_run_id), logging.getLogger("slot"), stop, Slo
 """
 
 
-def start_waiter(api: str, home: Path, target: str, flow_run_id: UUID, go: Path, hold_for: float = 1.0) -> Popen[str]:
-    """A process that waits for `go` to exist, then holds `target` as flow run `flow_run_id` for `hold_for` s."""
+def start_waiter(
+    api: str, home: Path, target: str, flow_run_id: UUID, go: Path, hold_for: float = 1.0, clock_offset: float = 0
+) -> Popen[str]:
+    """A process that waits for `go` to exist, then holds `target` as flow run `flow_run_id` for `hold_for` s.
+
+    With `clock_offset`, as on a machine whose wall clock is that many seconds off (ahead if positive): what
+    the slot's code reads of the time of day is shifted (libfaketime, which would shift the whole process,
+    breaks Python's sleep here)."""
     env = os.environ | {"PREFECT_API_URL": api, "PREFECT_HOME": str(home)}
-    command = [sys.executable, "-c", WAITER, target, str(flow_run_id), str(go), str(hold_for)]
+    command = [sys.executable, "-c", WAITER, target, str(flow_run_id), str(go), str(hold_for), str(clock_offset)]
     return Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -267,7 +282,13 @@ def new_target_with_a_running_flow_run(api: str, prefix: str) -> tuple[str, UUID
         client.create_global_concurrency_limit(
             GlobalConcurrencyLimitCreate(name=target_concurrency_limit(target), limit=1)
         )
-        return target, client.create_flow_run(slot_holder, state=Running()).id
+    return target, running_flow_run(api)
+
+
+def running_flow_run(api: str) -> UUID:
+    """A new flow run, Running: the run that holds or waits for a target."""
+    with prefect_client(api) as client:
+        return client.create_flow_run(slot_holder, state=Running()).id
 
 
 def test_the_heartbeat_reaches_the_api_the_caller_chose(prefect_api: str) -> None:
@@ -476,6 +497,76 @@ def wait_until_lost(lost: list[str], within: float) -> None:
     deadline = time.monotonic() + within
     while not lost and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def test_a_holder_whose_clock_is_behind_keeps_its_target_while_it_runs(
+    prefect_api: str, prefect_home: Path, tmp_path: Path
+) -> None:
+    """Runs on two machines whose clocks disagree by more than the take-over delay: the holder's is 50 s behind.
+    The run that waits must judge the holder's silence on the server's clock, not by the time of day written in
+    the holder's record, which would say the holder has been silent for 50 s from its first heartbeat: it waits
+    for the target to be freed, and the holder is not stopped. (Before: taken over at once, and the holder
+    stopped at its next beat, "taken over while this run was silent".)"""
+    target, holder = new_target_with_a_running_flow_run(prefect_api, "behind")
+    waiter = running_flow_run(prefect_api)
+    go = tmp_path / "go"
+    go.touch()
+    behind = start_waiter(prefect_api, prefect_home, target, holder, go, TIMINGS.takeover_after, clock_offset=-50)
+    try:
+        wait_for_holder(prefect_api, target, holder, behind)
+        waiting = start_waiter(prefect_api, prefect_home, target, waiter, go)
+        outputs = [process.communicate(timeout=180)[0] for process in (behind, waiting)]
+    finally:
+        behind.kill()
+    assert [behind.returncode, waiting.returncode] == [0, 0], "\n\n".join(outputs)
+    assert "Taking its slot" not in outputs[1], outputs[1]
+    first, second = (held_span(output) for output in outputs)
+    assert first[1] <= second[0], f"held together: {first} and {second}\n\n" + "\n\n".join(outputs)
+
+
+def test_a_dead_holder_whose_clock_was_ahead_is_taken_over_on_time(
+    prefect_api: str, prefect_home: Path, tmp_path: Path
+) -> None:
+    """The holder's clock was an hour ahead of the others' when it was killed: the run waiting for its target
+    takes it over once the holder's last heartbeat is the take-over delay old on the server's clock, not an hour
+    later (nor when the server expires the dead run's lease, 60 s at least, as it would before)."""
+    target, holder = new_target_with_a_running_flow_run(prefect_api, "ahead")
+    waiter = running_flow_run(prefect_api)
+    go = tmp_path / "go"
+    go.touch()
+    ahead = start_waiter(prefect_api, prefect_home, target, holder, go, hold_for=600, clock_offset=3600)
+    try:
+        wait_for_holder(prefect_api, target, holder, ahead)
+    finally:
+        ahead.kill()
+        ahead.wait()
+    killed = time.time()
+    output = start_waiter(prefect_api, prefect_home, target, waiter, go).communicate(timeout=180)[0]
+    assert "Taking its slot" in output, output
+    taken_after = held_span(output)[0] - killed
+    # Its last heartbeat was at most one beat before the kill; the server's Date may lag by 2 s.
+    assert taken_after < TIMINGS.takeover_after + TIMINGS.poll + 3, f"taken over {taken_after:.0f} s after the kill"
+
+
+@pytest.mark.parametrize(
+    ("dates", "expected"),
+    [
+        (["Tue, 01 Dec 2026 11:00:30 GMT"], 30),
+        (["Tue, 01 Dec 2026 10:59:59 GMT"], 0),  # a Date lagging the write (uvicorn refreshes it once a second)
+        (["Tue, 01 Dec 2026 11:00:30 -0000"], 30),  # "-0000": no zone said, which Python leaves naive
+        (["Tue, 01 Dec 2026 11:00:40 GMT", "Tue, 01 Dec 2026 11:00:30 GMT"], 30),  # a proxy's Date beside the server's
+        ([], None),  # no Date header (a proxy that drops it): this process's clock stands in
+        (["not a date"], None),
+    ],
+    ids=["server-clock", "date-lagging", "no-zone", "proxy-date", "no-date", "bad-date"],
+)
+def test_a_records_age_is_read_on_the_servers_clock(dates: list[str], expected: int | None) -> None:
+    written = datetime(2026, 12, 1, 11, 0, 0, tzinfo=UTC)
+    age = target_slot._written_ago(written, dates)
+    if expected is None:  # on this process's clock
+        assert age >= datetime.now(UTC) - written - timedelta(seconds=5)
+    else:
+        assert age == timedelta(seconds=expected)
 
 
 def test_a_run_paused_between_reading_and_writing_its_record_does_not_write_itself_back(
