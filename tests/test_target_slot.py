@@ -544,8 +544,9 @@ def test_a_dead_holder_whose_clock_was_ahead_is_taken_over_on_time(
     output = start_waiter(prefect_api, prefect_home, target, waiter, go).communicate(timeout=180)[0]
     assert "Taking its slot" in output, output
     taken_after = held_span(output)[0] - killed
-    # Its last heartbeat was at most one beat before the kill; the server's Date may lag by 2 s.
-    assert taken_after < TIMINGS.takeover_after + TIMINGS.poll + 3, f"taken over {taken_after:.0f} s after the kill"
+    # Due between 15 and 20 s after the kill (its last heartbeat was at most a beat before it), give or take a
+    # poll, the server's Date (which may lag by 2 s) and a busy machine; the lease would have lasted 60 s.
+    assert taken_after < TIMINGS.takeover_after * 1.5, f"taken over {taken_after:.0f} s after the kill"
 
 
 @pytest.mark.parametrize(
