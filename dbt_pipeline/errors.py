@@ -6,6 +6,8 @@ points can print the message and exit non-zero without a traceback: a user's mis
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -75,6 +77,28 @@ class StateStoreError(PipelineError):
 
     The message names the store's location (never its credentials) and what to do.
     """
+
+
+class DiskFullError(PipelineError):
+    """A disk the run writes to is full (ENOSPC, or EDQUOT: the user's quota on it).
+
+    dbt writes its artifacts and the run its reports under the project's target folder: that is the disk
+    to free, unless the message names another file.
+    """
+
+    DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+    @classmethod
+    def behind(cls, error: OSError, target: str) -> DiskFullError | None:
+        """The disk-full error `error` is, with what to do; None if it is another error."""
+        if error.errno not in cls.DISK_FULL:
+            return None
+        where = f"could not write {error.filename}" if error.filename else "could not write a file"
+        return cls(
+            f"The disk is full: the run {where} ({os.strerror(error.errno)}). Free space on the disk that holds "
+            f"the dbt project's target folder (the reports of old runs, in target/{target}/runs/, can go), "
+            "then run again."
+        )
 
 
 class TargetSkipped(PipelineError):  # noqa: N818 - not a failure: the setup skips the target and says why

@@ -39,7 +39,14 @@ from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, write_manifest
 from dbt_pipeline.dbt_project import DbtProject
 from dbt_pipeline.environments import AnyEnvironment, load_environments
-from dbt_pipeline.errors import ConfigError, DbtRunError, PipelineError, StaleSourcesError, StateStoreError
+from dbt_pipeline.errors import (
+    ConfigError,
+    DbtRunError,
+    DiskFullError,
+    PipelineError,
+    StaleSourcesError,
+    StateStoreError,
+)
 from dbt_pipeline.interrupts import TimeLimits, exit_now, send_then_die, signals_end_the_command, stop_this_process
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
@@ -167,7 +174,8 @@ def _check_nothing_chosen_with_retry(**chosen: str | bool | None) -> None:
 
 
 def _failing_once(function: Callable[P, R]) -> Callable[P, R | State[Any]]:
-    """The flow's own errors (a `PipelineError`: a failed step, a setting to fix) end its run Failed, said once.
+    """The flow's own errors (a `PipelineError`: a failed step, a setting to fix) and a full disk end its run
+    Failed, said once.
 
     Raised out of the flow, Prefect's flow engine would log the error with its traceback ("Encountered
     exception during execution"), and make its whole message the state's, which the engine logs again
@@ -178,15 +186,22 @@ def _failing_once(function: Callable[P, R]) -> Callable[P, R | State[Any]]:
     @functools.wraps(function)
     def run(*args: P.args, **kwargs: P.kwargs) -> R | State[Any]:
         _without_tracebacks_of_our_errors()
+        call = inspect.signature(function).bind(*args, **kwargs)
+        call.apply_defaults()
+        target, project_dir = call.arguments["target"], call.arguments["project_dir"]
         try:
             return function(*args, **kwargs)
+        except OSError as error:  # a full disk, wherever the run was writing: one message for every write
+            disk_full = DiskFullError.behind(error, target)
+            if disk_full is None:
+                raise
+            failure: PipelineError = disk_full
         except PipelineError as error:
-            call = inspect.signature(function).bind(*args, **kwargs)
-            call.apply_defaults()
-            message = failure_message(error, call.arguments["target"], call.arguments["project_dir"])
-            # The command's own last message says it again: its console leaves this record out.
-            get_run_logger().error("%s", message, extra={REPEATED_AT_THE_END: True})
-            return Failed(message=failure_headline(error), data=error)
+            failure = error
+        message = failure_message(failure, target, project_dir)
+        # The command's own last message says it again: its console leaves this record out.
+        get_run_logger().error("%s", message, extra={REPEATED_AT_THE_END: True})
+        return Failed(message=failure_headline(failure), data=failure)
 
     return run
 

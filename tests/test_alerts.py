@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from prefect_flows.run_record import LAST_RUN_FILE
 from tests.conftest import Workspace, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_logs, read_flow_run
@@ -123,6 +125,35 @@ def test_unreachable_receiver_leaves_the_run_state_alone(
     assert flow_run.state_type is not None
     assert flow_run.state_type.value == "FAILED"
     assert "Could not send the FAILED alert for target 'dev'" in prefect_logs(prefect_api, flow_run)
+
+
+def test_a_full_disk_fails_the_run_with_one_clear_message_and_the_alert_says_it(
+    workspace: Workspace, dbt_project: Path, prefect_api: str, receiver: tuple[str, list[dict[str, object]]]
+) -> None:
+    """The disk that holds the project's target folder is full: the run fails with one message that says so and
+    what to free, without a traceback, and the alert says it. (Before: Prefect's "Encountered exception during
+    execution" and a bare `OSError: [Errno 28]` traceback, twice.)
+
+    The disk: the run's first write there, its record of itself (last_run.json, written through a temporary
+    file), goes to /dev/full, the kernel's always-full device, as a test cannot fill a real disk here."""
+    url, received = receiver
+    alerting_environment(workspace, dbt_project)
+    workspace.env["SLACK_WEBHOOK_URL"] = url
+    workspace.setup("--blocks-only")
+    target_folder = dbt_project / "target" / "dev"
+    target_folder.mkdir(parents=True)
+    (target_folder / f".{LAST_RUN_FILE}.tmp").symlink_to("/dev/full")
+    result = workspace.pipeline("--select", "stg_shop__stores")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    assert "Encountered exception" not in output
+    said = "The disk is full: the run could not write a file (No space left on device)"
+    assert output.count(said) == 2, output  # logged once by the flow, and the command's last line
+    assert "the reports of old runs, in target/dev/runs/, can go" in output
+    assert read_flow_run(prefect_api, output).state_type == StateType.FAILED
+    assert len(received) == 1
+    assert said in str(received[0]["text"])
 
 
 def test_success_summary_when_asked(
