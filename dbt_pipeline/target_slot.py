@@ -543,22 +543,22 @@ class _Heartbeat:
     def _watch(self) -> None:
         reason = None
         with self.changed:
-            woke_late = False
             while reason is None and not self.ended.is_set():
                 deadline = self.last_recorded + self.timings.api_lost_after
                 if (now := time.monotonic()) < deadline:
                     self.changed.wait(deadline - now)
-                    woke_late = time.monotonic() - deadline > self.timings.poll
-                elif woke_late:
-                    # The process was paused or starved, not cut off: a beat started since says whether the target
-                    # is still this run's (it goes on), taken (it stops), or the API is out of reach after all. A
-                    # beat under way when the process stopped ends with the stamp it took before: it says nothing
-                    # of now, so the wait covers the call it was in and a whole beat after it.
-                    woke_late, woke_at = False, now
-                    self.changed.wait_for(
+                elif now - deadline > self.timings.poll:
+                    # The deadline passed while the watch could not look: the process was paused or starved (before
+                    # the watch's first look, too), not cut off. A beat started since says whether the target is
+                    # still this run's (it goes on), taken (it stops), or the API is out of reach after all. A beat
+                    # under way when the process stopped ends with the stamp it took before: it says nothing of
+                    # now, so the wait covers the call it was in and a whole beat after it.
+                    woke_at = now
+                    if not self.changed.wait_for(
                         lambda: self.last_recorded >= woke_at or self.ended.is_set(),  # noqa: B023 (called in this iteration)
                         self.timings.call_timeout * (_CALLS_PER_BEAT + 1),
-                    )
+                    ):
+                        reason = self._api_lost(time.monotonic() - self.last_recorded, self.last_problem)
                 else:
                     reason = self._api_lost(now - self.last_recorded, self.last_problem)
         if reason is not None:

@@ -614,3 +614,31 @@ def test_a_beat_under_way_when_the_run_was_paused_does_not_pass_for_a_lost_api(
     assert len(lost) == 1, lost
     assert f"target {target!r} was taken over while this run was silent" in lost[0], lost[0]
     assert lost[0].endswith(f"flow run {taker} holds it")
+
+
+def test_a_run_paused_before_its_watch_first_looked_does_not_pass_for_a_lost_api(prefect_api: str) -> None:
+    """The process was paused (or starved) right after it got its target, before the heartbeat's watch had looked
+    at the clock once, and woke past the point where a silent API stops the run, with no run waiting. The watch's
+    first look is then late: the run must ask the API (the next beat) and go on, not stop at once as if the API
+    had stopped answering while it was not looking.
+
+    (Seen in CI: a run paused just after taking its target stopped on waking, "has not answered for 25 s".)"""
+    target, me, lease = held_by_me(prefect_api, "first-look")
+    lost: list[str] = []
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        heartbeat = _Heartbeat(Hold(target), me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
+        with heartbeat.changed:  # the watch cannot take the lock it looks with: its first look waits past its deadline
+            heartbeat.start()
+            time.sleep(TIMINGS.api_lost_after + TIMINGS.heartbeat + TIMINGS.poll * 2)
+            woke = datetime.now(UTC)
+        try:
+            with prefect_client(prefect_api) as client:
+                while (holder := read_holder(client, target)) is not None and holder.heartbeat_at < woke:
+                    assert not lost, lost
+                    time.sleep(0.2)
+            wait_until_lost(lost, TIMINGS.heartbeat * 2)
+        finally:
+            heartbeat.stop()
+    assert not lost, lost
+    assert holder is not None
+    assert holder.flow_run_id == me
