@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import pytest
 
+from infrastructure.doctor.checks import space_the_last_run_took
 from tests.conftest import Workspace, duckdb_environments
 from tests.postgres_server import PostgresServer
 from tests.test_postgres import postgres_environment
@@ -24,7 +30,8 @@ def test_ready_target_passes_every_check(workspace: Workspace) -> None:
     duckdb.connect(str(database)).close()
     code, output = doctor(workspace, "--target", "dev")
     assert code == 0, output
-    for check in ("environments file", "profile block", "credentials", "dbt parse", "warehouse", "concurrency limit"):
+    checks = ("environments file", "profile block", "credentials", "disk space", "dbt parse", "warehouse")
+    for check in (*checks, "concurrency limit"):
         assert f"[ ok ] {check}" in output
     assert "[ ok ] target              dev (duckdb, 1 thread)" in output
     assert "`dbt debug --connection --target dev` answers" in output
@@ -120,3 +127,51 @@ def test_duckdb_path_under_a_file_is_refused_with_the_key_to_change(workspace: W
     assert code == 1
     assert f"cannot create the DuckDB file {dbt_project}/data/sub/x.duckdb: {dbt_project}/data is a file" in output
     assert "Point environments.dev.path at a file in a folder you can write" in output
+
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[None]:
+    """A filesystem of `size` mounted on `folder`, as a nearly full disk: only root may mount one."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root (CI runs as root)")
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def test_a_disk_without_room_for_a_run_fails_the_disk_check_with_what_to_free(
+    workspace: Workspace, dbt_project: Path
+) -> None:
+    """The disk under the project's target folder has less room than a run writes there: the doctor says so
+    (a run would fail at its first write, after the warehouse was reached), and names the folder to free."""
+    workspace.setup("--blocks-only")
+    with small_disk(dbt_project / "target", "8m"):
+        code, output = doctor(workspace, "--target", "dev")
+    assert code == 1, output
+    folder = dbt_project / "target" / "dev"
+    assert f"[FAIL] disk space          8 MiB free on the disk of {folder}" in output
+    assert "it needs about 50 MiB" in output
+    assert f"fix: free space on that disk (the reports of old runs, in {folder / 'runs'}, can go)" in output
+    assert "[ ok ] dbt parse" in output, "the other checks still run"
+
+
+def test_the_space_a_run_needs_is_what_the_last_one_wrote(tmp_path: Path) -> None:
+    """The artifacts at the folder's top (dbt writes them again at each run) and the newest run's report, not
+    the older reports, nor anything before a first run."""
+    folder = tmp_path / "target" / "dev"
+    assert space_the_last_run_took(folder) == 0
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_bytes(b"m" * 3000)
+    (folder / "compiled").mkdir()
+    (folder / "compiled" / "model.sql").write_bytes(b"c" * 500)  # rewritten only for what the run compiles
+    assert space_the_last_run_took(folder) == 3000
+    old, new = folder / "runs" / "old-run", folder / "runs" / "new-run"
+    for report, size in ((old, 7000), (new, 2000)):
+        (report / "state").mkdir(parents=True)
+        (report / "state" / "manifest.json").write_bytes(b"r" * size)
+        (report / "report.md").write_bytes(b"r" * 100)
+    os.utime(old, (1_000_000, 1_000_000))
+    assert space_the_last_run_took(folder) == 3000 + 2000 + 100

@@ -1,7 +1,8 @@
 """`python -m infrastructure.doctor --target NAME`: is this target ready to run?
 
 Checks, in order, what a run needs: the environments file, the target, its profile block, the
-credentials, the dbt project (it parses with the rendered profile), the warehouse (dbt connects),
+credentials, the dbt project (it parses with the rendered profile), room on the disk of its target
+folder, the warehouse (dbt connects),
 the one-run-per-target concurrency limit and the notification block. Prints a checklist with the
 fix for each failure and exits 1 if any check fails. It changes nothing and sends no alert.
 """
@@ -9,6 +10,7 @@ fix for each failure and exits 1 if any check fails. It changes nothing and send
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,10 @@ from dbt_pipeline.interrupts import exit_cleanly, signals_end_the_command
 from dbt_pipeline.prefect_api import require_api, unreachable
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
 from dbt_pipeline.target_slot import SlotTimings, read_holder, why_holder_is_gone
+
+# Below this much free space a run fails for want of it whatever the project: a small project's run writes
+# about 10 MiB (its manifest, results, docs and report), a large project's manifest alone is 100 MiB and more.
+MIN_FREE_BYTES = 50 * 2**20
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Doctor:
         self.check("profile block", ("environment", "api"), self._profile_block)
         self.check("credentials", ("environment", "profile"), self._credentials)
         self.check("dbt project", ("environment",), self._dbt_project)
+        self.check("disk space", ("project",), self._disk_space)
         self.check("dbt parse", ("profile", "credentials", "project"), lambda: self._dbt(["parse"], "parses"))
         self.check("warehouse", ("profile", "credentials", "project"), self._warehouse)
         self.check("concurrency limit", ("environment", "api"), self._concurrency_limit)
@@ -119,6 +126,25 @@ class Doctor:
         assert self.environment is not None
         self.project = DbtProject.load(self.environment.dbt_project_dir)
         return f"{self.project.name} at {self.project.path} (profile {self.project.profile})"
+
+    def _disk_space(self) -> str:
+        """Whether a run has room to write its artifacts: a full disk fails it only at its first write."""
+        assert self.project is not None
+        folder = self.project.target_path(self.target)
+        try:
+            free = shutil.disk_usage(_nearest_existing(folder)).free
+            needed = max(MIN_FREE_BYTES, space_the_last_run_took(folder))
+        except OSError as error:
+            raise CheckFailedError(
+                f"could not read {folder}: {error}", "a run writes there: let this user read and write it"
+            ) from None
+        if free < needed:
+            raise CheckFailedError(
+                f"{_mib(free)} free on the disk of {folder}, where a run writes its artifacts and report: it needs "
+                f"about {_mib(needed)} (what the last run wrote there, {_mib(MIN_FREE_BYTES)} at least)",
+                f"free space on that disk (the reports of old runs, in {folder / 'runs'}, can go)",
+            )
+        return f"{_mib(free)} free for {folder}"
 
     def _dbt(self, command: list[str], verb: str, *, timeout_seconds: float | None = None) -> str:
         assert self.project is not None
@@ -209,6 +235,29 @@ class Doctor:
                 f"{name} not found on this Prefect API", f"SLACK_WEBHOOK_URL=... {SETUP_COMMAND} --target {self.target}"
             ) from None
         return f"{name} ({type(block).__name__})"
+
+
+def space_the_last_run_took(folder: Path) -> int:
+    """Bytes the last run wrote in a target's folder: its report (the newest folder of `runs/`) and the artifacts
+    dbt writes again at each run (manifest.json, catalog.json...: the files at the folder's top). 0 before the
+    first run."""
+    if not folder.is_dir():
+        return 0
+    artifacts = sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
+    reports = [entry for entry in (folder / "runs").glob("*") if entry.is_dir()]
+    if not reports:
+        return artifacts
+    newest = max(reports, key=lambda report: report.stat().st_mtime)
+    return artifacts + sum(file.stat().st_size for file in newest.rglob("*") if file.is_file())
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path`, or the closest folder above it that exists (where it will be created)."""
+    return next(folder for folder in (path, *path.parents) if folder.exists())
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:,.0f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:
