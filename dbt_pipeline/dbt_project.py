@@ -12,6 +12,16 @@ from dbt_pipeline.errors import DbtProjectError
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 
 
+def target_folder(project_path: Path, target: str) -> Path:
+    """The folder of a target's dbt artifacts (manifest.json, run_results.json) and of its runs' reports."""
+    return project_path / "target" / target
+
+
+def reports_folder(project_path: Path, target: str) -> Path:
+    """Where a target's runs keep their reports, timelines and per-step results: a folder per flow run."""
+    return target_folder(project_path, target) / "runs"
+
+
 @dataclass(frozen=True)
 class DbtProject:
     """A dbt project on disk.
@@ -31,7 +41,7 @@ class DbtProject:
 
     def target_path(self, target: str) -> Path:
         """The folder of a target's dbt artifacts (manifest.json, run_results.json, its runs): one per target."""
-        return self.path / "target" / target
+        return target_folder(self.path, target)
 
     @property
     def package_files(self) -> tuple[Path, ...]:

@@ -547,24 +547,26 @@ class _Heartbeat:
                 deadline = self.last_recorded + self.timings.api_lost_after
                 if (now := time.monotonic()) < deadline:
                     self.changed.wait(deadline - now)
-                elif now - deadline > self.timings.poll:
-                    # The deadline passed while the watch could not look: the process was paused or starved (before
-                    # the watch's first look, too), not cut off. A beat started since says whether the target is
-                    # still this run's (it goes on), taken (it stops), or the API is out of reach after all. A beat
-                    # under way when the process stopped ends with the stamp it took before: it says nothing of
-                    # now, so the wait covers the call it was in and a whole beat after it.
-                    woke_at = now
-                    if not self.changed.wait_for(
-                        lambda: self.last_recorded >= woke_at or self.ended.is_set(),  # noqa: B023 (called in this iteration)
-                        self.timings.call_timeout * (_CALLS_PER_BEAT + 1),
-                    ):
-                        reason = self._api_lost(time.monotonic() - self.last_recorded, self.last_problem)
-                else:
-                    reason = self._api_lost(now - self.last_recorded, self.last_problem)
+                # A look well past the deadline means the process was paused or starved (before the watch's first
+                # look, too), not cut off: a beat started since decides.
+                elif not (now - deadline > self.timings.poll and self._beat_recorded_since(now)):
+                    reason = self._api_lost()
         if reason is not None:
             self._lose(reason, api_lost=True)
 
-    def _api_lost(self, silence: float, problem: Exception | None) -> str:
+    def _beat_recorded_since(self, woke_at: float) -> bool:
+        """Whether a beat started after `woke_at` recorded the heartbeat (or the beats ended): it says whether the
+        target is still this run's (it goes on), taken (it stops), or the API out of reach after all. A beat under
+        way when the process stopped ends with the stamp it took before: it says nothing of now, so the wait covers
+        the call it was in and a whole beat after it. Called holding `changed`."""
+        return self.changed.wait_for(
+            lambda: self.last_recorded >= woke_at or self.ended.is_set(),
+            self.timings.call_timeout * (_CALLS_PER_BEAT + 1),
+        )
+
+    def _api_lost(self) -> str:
+        """Why the run stops: for how long, and the last call's problem. Called holding `changed`."""
+        silence, problem = time.monotonic() - self.last_recorded, self.last_problem
         api = PREFECT_API_URL.value()  # the caller's, as the beats' client reads it: the thread has its context
         last_call = f"{type(problem).__name__}: {problem}" if problem else "still waiting for an answer"
         return (

@@ -23,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.settings import PREFECT_UI_URL
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
-from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.dbt_project import DbtProject, reports_folder
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.run_history import (
     REGRESSION_FACTOR,
@@ -67,7 +67,7 @@ class StepReport:
 
 def run_directory(project_path: Path, target: str, run_name: str) -> Path:
     """Where a run's report, timeline and per-step run results are kept."""
-    return project_path / "target" / target / "runs" / run_name
+    return reports_folder(project_path, target) / run_name
 
 
 DOCS_FILES = ("index.html", "catalog.json", "manifest.json")

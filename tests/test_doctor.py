@@ -166,16 +166,16 @@ def test_the_space_a_run_needs_is_what_the_last_one_wrote(tmp_path: Path) -> Non
     """The artifacts at the folder's top (dbt writes them again at each run) and the newest run's report, not
     the older reports, nor anything before a first run."""
     folder = tmp_path / "target" / "dev"
-    assert space_the_last_run_took(folder) == 0
+    assert space_the_last_run_took(tmp_path, "dev") == 0
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_bytes(b"m" * 3000)
     (folder / "compiled").mkdir()
     (folder / "compiled" / "model.sql").write_bytes(b"c" * 500)  # rewritten only for what the run compiles
-    assert space_the_last_run_took(folder) == 3000
+    assert space_the_last_run_took(tmp_path, "dev") == 3000
     old, new = folder / "runs" / "old-run", folder / "runs" / "new-run"
     for report, size in ((old, 7000), (new, 2000)):
         (report / "state").mkdir(parents=True)
         (report / "state" / "manifest.json").write_bytes(b"r" * size)
         (report / "report.md").write_bytes(b"r" * 100)
     os.utime(old, (1_000_000, 1_000_000))
-    assert space_the_last_run_took(folder) == 3000 + 2000 + 100
+    assert space_the_last_run_took(tmp_path, "dev") == 3000 + 2000 + 100

@@ -26,7 +26,7 @@ from prefect.exceptions import ObjectNotFound
 from dbt_pipeline.blocks import SETUP_COMMAND, load_notification_block, load_profile_data
 from dbt_pipeline.dbt_arguments import DbtInvocation
 from dbt_pipeline.dbt_invocation import invoke_dbt
-from dbt_pipeline.dbt_project import DbtProject
+from dbt_pipeline.dbt_project import DbtProject, reports_folder, target_folder
 from dbt_pipeline.environments import AnyEnvironment, Environments, load_environments, target_concurrency_limit
 from dbt_pipeline.errors import BlockNotFoundError, CheckFailedError, PipelineError
 from dbt_pipeline.interrupts import exit_cleanly, signals_end_the_command
@@ -133,7 +133,7 @@ class Doctor:
         folder = self.project.target_path(self.target)
         try:
             free = shutil.disk_usage(_nearest_existing(folder)).free
-            needed = max(MIN_FREE_BYTES, space_the_last_run_took(folder))
+            needed = max(MIN_FREE_BYTES, space_the_last_run_took(self.project.path, self.target))
         except OSError as error:
             raise CheckFailedError(
                 f"could not read {folder}: {error}", "a run writes there: let this user read and write it"
@@ -142,7 +142,8 @@ class Doctor:
             raise CheckFailedError(
                 f"{_mib(free)} free on the disk of {folder}, where a run writes its artifacts and report: it needs "
                 f"about {_mib(needed)} (what the last run wrote there, {_mib(MIN_FREE_BYTES)} at least)",
-                f"free space on that disk (the reports of old runs, in {folder / 'runs'}, can go)",
+                f"free space on that disk (the reports of old runs, in {reports_folder(self.project.path, self.target)}"
+                ", can go)",
             )
         return f"{_mib(free)} free for {folder}"
 
@@ -237,14 +238,15 @@ class Doctor:
         return f"{name} ({type(block).__name__})"
 
 
-def space_the_last_run_took(folder: Path) -> int:
-    """Bytes the last run wrote in a target's folder: its report (the newest folder of `runs/`) and the artifacts
-    dbt writes again at each run (manifest.json, catalog.json...: the files at the folder's top). 0 before the
-    first run."""
+def space_the_last_run_took(project_path: Path, target: str) -> int:
+    """Bytes the last run on `target` wrote: its report (the newest in the reports folder) and the artifacts dbt
+    writes again at each run (manifest.json, catalog.json...: the files at the top of the target's folder). 0
+    before the first run."""
+    folder = target_folder(project_path, target)
     if not folder.is_dir():
         return 0
     artifacts = sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
-    reports = [entry for entry in (folder / "runs").glob("*") if entry.is_dir()]
+    reports = [entry for entry in reports_folder(project_path, target).glob("*") if entry.is_dir()]
     if not reports:
         return artifacts
     newest = max(reports, key=lambda report: report.stat().st_mtime)
