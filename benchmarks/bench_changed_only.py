@@ -30,6 +30,7 @@ import yaml
 
 from benchmarks.bench_pipeline import copy_project, generate_project
 from benchmarks.harness import REPO, local_prefect_server
+from dbt_pipeline.dbt_project import reports_folder
 
 RUNS = ("full", "unchanged", "one model")
 
@@ -42,7 +43,7 @@ def pipeline(project: Path, env: dict[str, str], *args: str) -> tuple[float, int
     wall = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"the pipeline failed:\n{(result.stdout + result.stderr)[-3000:]}")
-    runs = sorted((project / "target" / "bench" / "runs").iterdir(), key=lambda path: path.stat().st_mtime)
+    runs = sorted(reports_folder(project, "bench").iterdir(), key=lambda path: path.stat().st_mtime)
     ran = {
         node["unique_id"]
         for path in runs[-1].glob("*.run_results.json")
