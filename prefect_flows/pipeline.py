@@ -10,6 +10,19 @@ Configuration lives in blocks and in infrastructure/environments.yaml, never in 
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # The command runs this file again as the module `prefect_flows.pipeline`, from the start under
+    # `ctrl_c_ends_the_command`: Ctrl-C in its seconds of imports ends it in one line too, not in a traceback.
+    import sys
+
+    from dbt_pipeline.interrupts import ctrl_c_ends_the_command
+
+    with ctrl_c_ends_the_command("pipeline-dbt-complet"):  # FLOW_NAME, not imported yet
+        from prefect_flows import pipeline
+
+        status = pipeline.main()
+    sys.exit(status)
+
 import argparse
 import dataclasses
 import functools
@@ -783,7 +796,3 @@ def _add_once(filterer: logging.Filterer, kind: type[logging.Filter]) -> None:
     """A filter of `kind` on `filterer`, unless it has one: a process may run the flow more than once."""
     if not any(isinstance(installed, kind) for installed in filterer.filters):
         filterer.addFilter(kind())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

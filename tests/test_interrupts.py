@@ -21,7 +21,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psycopg2  # type: ignore[import-untyped]  # no stubs among our pinned dev dependencies
@@ -181,21 +181,33 @@ class Terminal:
     def type(self, line: str) -> None:
         os.write(self._master, f"{line}\n".encode())
 
-    def wait_for(self, pattern: re.Pattern[str], timeout: float = 240) -> None:
-        """Until the terminal shows `pattern`, reading what it shows meanwhile (a full terminal blocks its writers)."""
+    def press_ctrl_c(self) -> None:
+        """What the key does: the terminal sends SIGINT to its foreground process group."""
+        os.write(self._master, b"\x03")
+
+    def read_until(self, found: Callable[[], bool], timeout: float, what: str) -> None:
+        """Until `found()`, reading what the terminal shows meanwhile (a full terminal blocks its writers)."""
         deadline = time.monotonic() + timeout
-        while not pattern.search(self.text):
-            assert time.monotonic() < deadline, f"no {pattern.pattern!r} within {timeout:g} s:\n{self.text[-4000:]}"
-            if select.select([self._master], [], [], 0.5)[0]:
+        while not found():
+            assert time.monotonic() < deadline, f"no {what} within {timeout:g} s:\n{self.text[-4000:]}"
+            if select.select([self._master], [], [], 0.2)[0]:
                 self.screen += os.read(self._master, 65536).decode(errors="replace")
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float = 240) -> None:
+        """Until the terminal shows `pattern`."""
+        self.read_until(lambda: bool(pattern.search(self.text)), timeout, repr(pattern.pattern))
+
+    def close(self) -> None:
+        """Close the terminal once what ran in it has ended: its shell exits."""
+        os.close(self._master)
+        self.shell.wait(timeout=30)
 
     def hang_up(self) -> float:
         """Close the terminal, then wait for what runs in it to end; the seconds that took."""
         started = [pid for pid in _processes() if _session_of(pid) == self.shell.pid and pid != self.shell.pid]
         assert started, f"nothing runs in the terminal:\n{self.text[-4000:]}"
         closed = time.monotonic()
-        os.close(self._master)
-        self.shell.wait(timeout=30)
+        self.close()
         while any(_session_of(pid) is not None for pid in started):
             took = time.monotonic() - closed
             assert took < STOP_WITHIN_SECONDS, f"the command outlived its terminal by {STOP_WITHIN_SECONDS} s"
@@ -219,6 +231,20 @@ def _session_of(pid: int) -> int | None:
         return os.getsid(pid)
     except ProcessLookupError:
         return None
+
+
+def _processes_with(prefect_home: Path) -> dict[int, str]:
+    """The command lines of the processes started with this PREFECT_HOME (a command's and its temporary server's,
+    which runs in a session of its own), by process id."""
+    marker = f"PREFECT_HOME={prefect_home}".encode()
+    found = {}
+    for pid in _processes():
+        try:
+            if marker in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0"):
+                found[pid] = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            pass  # ended meanwhile
+    return found
 
 
 def test_closing_the_terminal_cancels_the_query_and_ends_crashed(
@@ -297,6 +323,64 @@ def test_ctrl_c_in_the_default_mode_records_the_run_and_frees_the_target(
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-4000:]
     assert "Waiting for target 'dev': " not in rerun.stdout + rerun.stderr
     print(f"next run after Ctrl-C: {time.monotonic() - started:.0f} s, no wait for the target")
+
+
+# Where an impatient user presses Ctrl-C before a run is under way: the command's imports (seconds of them), or the
+# start of its temporary Prefect server (up to 20 s on a fresh machine). The commands' arguments, by the name they
+# sign their last line with.
+COMMANDS_BEFORE_A_RUN = {
+    "setup_profiles": "-m infrastructure.setup_profiles",
+    "doctor": "-m infrastructure.doctor",
+    "pipeline-dbt-complet": "prefect_flows/pipeline.py",
+}
+
+
+def importing(arguments: str, prefect_home: Path) -> bool:
+    """The command's Python has started (not only `uv run`, whose command line names it too)."""
+    return any(
+        Path(line.split(" ", 1)[0]).name.startswith("python") and f" {arguments}" in line
+        for line in _processes_with(prefect_home).values()
+    )
+
+
+def starting_the_server(arguments: str, prefect_home: Path) -> bool:
+    return any(" -m uvicorn " in line for line in _processes_with(prefect_home).values())
+
+
+STARTING_UP = {"imports": importing, "server start": starting_the_server}
+
+
+@pytest.mark.parametrize("moment", STARTING_UP)
+@pytest.mark.parametrize("command", COMMANDS_BEFORE_A_RUN)
+def test_ctrl_c_before_a_run_ends_the_command_in_one_line(
+    workspace: Workspace, dbt_project: Path, tmp_path: Path, prefect_database: Path, command: str, moment: str
+) -> None:
+    """Ctrl-C in a terminal while a command starts, with no PREFECT_API_URL (README command 1 on a fresh machine):
+    one line naming the signal and exit status 130, not Python's traceback from wherever the main thread stood;
+    nothing half-written, no process left behind (the temporary server included)."""
+    workspace.env.pop("PREFECT_API_URL")
+    home = tmp_path / "prefect-home"
+    workspace.env["PREFECT_HOME"] = str(home)
+    home.mkdir()
+    shutil.copyfile(prefect_database, home / DATABASE)  # a new user's, migrated
+    terminal = Terminal(workspace)
+    arguments = COMMANDS_BEFORE_A_RUN[command]
+    terminal.type(" ".join([*uv_run(), "python", arguments, "; echo exit=$?"]))
+    under_way = STARTING_UP[moment]
+    terminal.read_until(lambda: under_way(arguments, home), timeout=120, what=f"{moment} of {command}")
+    terminal.press_ctrl_c()
+    terminal.wait_for(re.compile(r"exit=\d+"), timeout=STOP_WITHIN_SECONDS)
+
+    shown = terminal.text.split("; echo exit=$?", 1)[-1]
+    assert "exit=130" in shown, shown[-4000:]
+    assert shown.count(f"{command} stopped by SIGINT.") == 1, shown[-4000:]
+    assert "Traceback" not in shown, shown[-4000:]
+    assert not (dbt_project / "profiles.yml").exists(), "a profiles.yml was written by a command stopped halfway"
+    deadline = time.monotonic() + 10  # the temporary server is told to stop as the command exits
+    while (left := _processes_with(home).keys() - {terminal.shell.pid}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left running after Ctrl-C: {_processes_with(home)}"
+    terminal.close()
 
 
 def test_sigterm_cancels_a_postgres_query(

@@ -19,6 +19,7 @@ import pytest
 
 from dbt_pipeline.interrupts import (
     StopRequested,
+    ctrl_c_ends_the_command,
     exit_cleanly,
     signals_end_the_command,
     sigterm_interrupts_dbt,
@@ -122,3 +123,21 @@ def test_send_then_die_says_its_last_words_then_ends_by_the_signal(signum: signa
     ended = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert ended.returncode == -signum, ended.stderr
     assert ended.stdout == "last words\n"
+
+
+def test_ctrl_c_ends_the_command_in_one_line_with_status_130(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ended, ctrl_c_ends_the_command("setup_profiles"):
+        raise KeyboardInterrupt
+    assert ended.value.code == 128 + signal.SIGINT
+    assert ended.value.__context__ is None or ended.value.__suppress_context__, "no traceback of the interrupt"
+    assert capsys.readouterr().err == "\nsetup_profiles stopped by SIGINT.\n"
+
+
+def test_ctrl_c_ends_the_command_lets_other_endings_through(capsys: pytest.CaptureFixture[str]) -> None:
+    """An error keeps its own report, an exit its own status: only Ctrl-C is the block's to say."""
+    with pytest.raises(SystemExit) as ended, ctrl_c_ends_the_command("doctor"):
+        raise SystemExit(2)
+    assert ended.value.code == 2
+    with pytest.raises(ValueError, match="bad"), ctrl_c_ends_the_command("doctor"):
+        raise ValueError("bad")
+    assert capsys.readouterr().err == ""

@@ -2,6 +2,10 @@
 
 import sys
 
-from infrastructure.doctor.checks import main
+from dbt_pipeline.interrupts import ctrl_c_ends_the_command
 
-sys.exit(main())
+with ctrl_c_ends_the_command("doctor"):  # its imports too: Ctrl-C may come at any moment
+    from infrastructure.doctor.checks import main
+
+    status = main()
+sys.exit(status)
