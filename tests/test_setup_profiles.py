@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +15,19 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_gcp import GcpCredentials
 
+from dbt_pipeline.environments import target_concurrency_limit
 from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, load_dbt_cli_profile
-from tests.conftest import Workspace
+from infrastructure.setup_profiles.blocks import Action
+from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
+from tests.commands import COMMAND_LINES
+from tests.conftest import REPO, Workspace
+from tests.prefect_api import prefect_client
+from tests.prefect_server import PrefectServer
 
 
 @pytest.fixture
@@ -156,6 +167,49 @@ def test_bigquery_blocks_reference_credentials_and_never_show_the_key(
 
     again = workspace.setup()
     assert "Nothing to change" in again.stdout, again.stdout
+
+
+@pytest.mark.processes
+def test_setups_started_together_on_a_new_server_all_succeed(
+    workspace: Workspace, tmp_path: Path, prefect_database: Path
+) -> None:
+    """Several setups at once against one Prefect API that has never held our blocks (CI jobs of a matrix,
+    workers that run the setup as they start): each read "not there" then created, and all but one failed on
+    Prefect's 409 with a traceback, on a block type or on the target's concurrency limit. Each must succeed,
+    leaving one of each. Whether the creates collide depends on timing: old code failed 3 setups of 4 here."""
+    server = PrefectServer(tmp_path / "new-server", database=prefect_database)
+    workspace.env["PREFECT_API_URL"] = server.start()
+    try:
+        command = [sys.executable, *COMMAND_LINES["setup"], "--blocks-only"]
+        setups = [
+            subprocess.Popen(
+                command, cwd=REPO, env=workspace.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for _ in range(4)
+        ]
+        outputs = [setup.communicate(timeout=300)[0] for setup in setups]
+        for setup, output in zip(setups, outputs, strict=True):
+            assert setup.returncode == 0, output[-4000:]
+            assert "Traceback" not in output
+        with prefect_client(server.api) as client:
+            limit = client.read_global_concurrency_limit_by_name("dbt-target-dev")
+            assert (limit.limit, limit.active) == (1, True)
+        with temporary_settings({PREFECT_API_URL: server.api}):
+            assert load_dbt_cli_profile("dbt-cli-profile-dev").target == "dev"
+    finally:
+        server.stop()
+
+
+def test_a_limit_created_meanwhile_by_another_setup_is_set_as_planned(api: None) -> None:
+    """The race above, made certain: the limit appears between the plan and its create."""
+    name = target_concurrency_limit(target := f"race-{uuid.uuid4().hex[:8]}")
+    planned = plan_limits([target])
+    assert [change.action for change in planned] == [Action.CREATE]
+    with get_client(sync_client=True) as client:  # another setup, or a user, a moment earlier
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=3, active=False))
+        apply_limits(planned)
+        limit = client.read_global_concurrency_limit_by_name(name)
+    assert (limit.limit, limit.active) == (1, True)
 
 
 def test_target_flag_limits_the_setup(workspace: Workspace, dbt_project: Path, api: None) -> None:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from prefect.blocks.core import Block
+from prefect.exceptions import ObjectAlreadyExists
 
 from dbt_pipeline.blocks import load_block
 from dbt_pipeline.dbt_project import DbtProject
@@ -28,6 +29,8 @@ from dbt_pipeline.profiles import profile_outputs
 from dbt_pipeline.settings import URL_PATTERN
 
 SLACK_WEBHOOK_VARIABLE = "SLACK_WEBHOOK_URL"
+# More than the block types any of our blocks holds, nested ones included (a dbt CLI profile holds 5): see `_save`.
+SAVE_ATTEMPTS = 8
 
 
 class Action(StrEnum):
@@ -82,7 +85,7 @@ class BlockPlan:
         """Save what changed, dependencies first (the order they were planned in)."""
         for change in self.changes:
             if change.action in (Action.CREATE, Action.UPDATE) and change.block is not None:
-                change.block.save(change.name, overwrite=True)
+                _save(change.block, change.name)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,24 @@ def find_block(block_class: type[Block], name: str) -> Block | None:
         return load_block(block_class, name)
     except BlockNotFoundError:
         return None
+
+
+def _save(block: Block, name: str) -> None:
+    """Save `block` as `name`, whatever another setup on the same Prefect API saves meanwhile.
+
+    Prefect registers each block type a block holds (a profile holds its target's configs, which hold the GCP
+    credentials...) by reading it, then creating it if it was not found: a setup that created it in between
+    makes that create conflict (`ObjectAlreadyExists`), on a server that has never held our blocks. Each conflict
+    is one more type now registered, which the next attempt reads. A block document saved meanwhile is
+    overwritten.
+    """
+    for _ in range(SAVE_ATTEMPTS - 1):
+        try:
+            block.save(name, overwrite=True)
+        except ObjectAlreadyExists:
+            continue
+        return
+    block.save(name, overwrite=True)
 
 
 def _content(block: Block) -> Any:

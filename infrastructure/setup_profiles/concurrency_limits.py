@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from dbt_pipeline.environments import target_concurrency_limit
 from infrastructure.setup_profiles.blocks import Action
@@ -44,11 +44,19 @@ def plan_limits(targets: list[str]) -> list[LimitChange]:
 
 
 def apply_limits(changes: list[LimitChange]) -> None:
-    """Create or fix the limits that need it."""
+    """Create or fix the limits that need it.
+
+    A limit planned for creation may exist by now: another setup on the same Prefect API (two CI jobs, a worker
+    that runs the setup as it starts) created it between our look and our create. It is then set as wanted, as a
+    limit found changed is; its slots held by runs stay held.
+    """
+    update = GlobalConcurrencyLimitUpdate(limit=SLOTS, active=True)
     with get_client(sync_client=True) as client:
         for change in changes:
             if change.action is Action.CREATE:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=change.name, limit=SLOTS))
+                try:
+                    client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=change.name, limit=SLOTS))
+                except ObjectAlreadyExists:
+                    client.update_global_concurrency_limit(change.name, update)
             elif change.action is Action.UPDATE:
-                update = GlobalConcurrencyLimitUpdate(limit=SLOTS, active=True)
                 client.update_global_concurrency_limit(change.name, update)
