@@ -11,6 +11,8 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dbt_pipeline.dbt_invocation import DbtCommandResult
 
 
@@ -98,6 +100,14 @@ class DiskFullError(PipelineError):
             f"The disk is full: the run {where} ({os.strerror(error.errno)}). Free space on the disk that holds "
             f"the dbt project's target folder (the reports of old runs, in target/{target}/runs/, can go), "
             "then run again."
+        )
+
+    @classmethod
+    def writing(cls, path: Path, error: OSError) -> DiskFullError:
+        """A full disk met while writing `path` (a file named by the command, not one of the run's reports)."""
+        return cls(
+            f"The disk is full: could not write {path} ({os.strerror(error.errno or 0)}). Free space on the disk "
+            "that holds it, then run the command again."
         )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from dbt_pipeline.adapters import adapter_class
+from dbt_pipeline.errors import DiskFullError
 
 __all__ = [
     "exported",
@@ -49,7 +50,20 @@ def profiles_document(profile_name: str, target: str, outputs: dict[str, Any]) -
 
 
 def write_private_file(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner only, atomically (never a half-written file)."""
+    """Write `text` to `path` readable by its owner only, atomically (never a half-written file).
+
+    Raises `DiskFullError`, naming `path`, when its disk is full: the OSError says neither which file nor what
+    to do (a profiles.yml of the setup, a run's private profile in the temp folder).
+    """
+    try:
+        _write_atomically(path, text)
+    except OSError as error:
+        if error.errno not in DiskFullError.DISK_FULL:
+            raise
+        raise DiskFullError.writing(path, error) from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

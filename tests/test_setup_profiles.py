@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import stat
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 import yaml
@@ -25,9 +27,10 @@ from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, lo
 from infrastructure.setup_profiles.blocks import Action
 from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
 from tests.commands import COMMAND_LINES
-from tests.conftest import REPO, Workspace
+from tests.conftest import REPO, Workspace, duckdb_environments
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PrefectServer
+from tests.test_doctor import small_disk
 
 
 @pytest.fixture
@@ -241,3 +244,53 @@ def test_bad_input_exits_non_zero_without_traceback(workspace: Workspace, args: 
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_profiles_only_needs_no_prefect_api(workspace: Workspace, dbt_project: Path) -> None:
+    """`--profiles-only` writes the file dbt reads when run by hand: it used to open a Prefect client anyway, which
+    started the temporary server (20 s on a fresh machine) or, where that is turned off, failed with Prefect's
+    "No Prefect API URL provided" traceback."""
+    workspace.env.pop("PREFECT_API_URL")
+    workspace.env["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
+    result = workspace.setup("--profiles-only")
+    assert "created       targets: dev" in result.stdout
+    assert (dbt_project / "profiles.yml").is_file()
+
+
+def test_a_full_disk_is_one_message_naming_the_file_and_leaves_nothing(workspace: Workspace, tmp_path: Path) -> None:
+    """profiles.yml cannot be written, its disk full: one line naming the file and what to do, exit 1, and neither
+    the file nor its temporary copy left behind. (Before: a traceback ending in a bare `OSError: [Errno 28]`.)"""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    with small_disk(disk, "2m"):
+        project = disk / "project"
+        shutil.copytree(REPO / "dbt", project, ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
+        workspace.write_environments(duckdb_environments(project, tmp_path / "warehouse" / "dev.duckdb", "dev"))
+        fill(disk)
+        result = workspace.command("setup", ["--profiles-only"], process=False)
+        left = sorted(path.name for path in project.glob("*profiles.yml*"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = f"setup_profiles: The disk is full: could not write {project / 'profiles.yml'} (No space left on device)."
+    assert said in result.stderr
+    assert "Free space on the disk that holds it, then run the command again." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert left == []
+
+
+def fill(folder: Path) -> None:
+    """Write to `folder` until its disk refuses a single byte more."""
+    with (folder / "filler").open("wb", buffering=0) as filler:
+        for size in (1 << 20, 1 << 12, 1):
+            while wrote(filler, size):
+                pass
+
+
+def wrote(file: BinaryIO, size: int) -> bool:
+    """Whether `size` more bytes fitted; False once the disk is full."""
+    try:
+        file.write(b"\0" * size)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        return False
+    return True

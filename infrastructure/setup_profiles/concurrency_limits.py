@@ -50,6 +50,8 @@ def apply_limits(changes: list[LimitChange]) -> None:
     that runs the setup as it starts) created it between our look and our create. It is then set as wanted, as a
     limit found changed is; its slots held by runs stay held.
     """
+    if not any(change.action in (Action.CREATE, Action.UPDATE) for change in changes):
+        return  # no client: in the default mode it would start Prefect's temporary server for nothing
     update = GlobalConcurrencyLimitUpdate(limit=SLOTS, active=True)
     with get_client(sync_client=True) as client:
         for change in changes:
