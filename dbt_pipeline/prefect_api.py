@@ -15,11 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import prefect
 from prefect.client.orchestration import get_client
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_CLIENT_MAX_RETRIES,
@@ -86,9 +89,24 @@ def unreachable(error: BaseException) -> PrefectApiError:
     """The error for an API call that could not reach the API."""
     api = PREFECT_API_URL.value() or "the temporary Prefect server"
     return PrefectApiError(
-        f"Cannot reach the Prefect API at {api}: {error}. Start it (`prefect server start`), "
+        f"Cannot reach the Prefect API at {api}: {str(error).rstrip('.')}. Start it (`prefect server start`), "
         "or fix PREFECT_API_URL / your Prefect profile (`prefect config view`)."
     )
+
+
+@contextmanager
+def api_calls() -> Iterator[None]:
+    """API calls that lose the API (refused, dropped, timed out, or a server error once Prefect's retries are
+    spent) raise `unreachable`'s error rather than httpx's traceback: a server restarted or a network cut halfway
+    through a command. Another answer (a 4xx) is a mistake of ours, and keeps its traceback."""
+    try:
+        yield
+    except httpx.TransportError as error:
+        raise unreachable(error) from None
+    except PrefectHTTPStatusError as error:
+        if error.response.status_code < httpx.codes.INTERNAL_SERVER_ERROR:
+            raise
+        raise unreachable(error) from None
 
 
 def _start_temporary_server() -> str:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import http.server
 import itertools
+import socket
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from types import TracebackType
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
@@ -17,11 +19,17 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 class FlakyApi:
     """`with FlakyApi(api, every=2) as flaky:` answers one call in `every` with 503 and forwards the rest to
-    the Prefect API `api`; `flaky.api` is the API URL through it."""
+    the Prefect API `api`; `flaky.api` is the API URL through it.
 
-    def __init__(self, upstream_api: str, every: int) -> None:
+    With `lost_from`, the API is lost from the first call it matches (`lost_from(method, path)`): that call and
+    every later one have their connection closed without an answer, as by a server that went away."""
+
+    def __init__(
+        self, upstream_api: str, every: int = 0, lost_from: Callable[[str, str], bool] = lambda method, path: False
+    ) -> None:
         self.upstream = upstream_api.removesuffix("/api")
         self.refused = 0
+        self.lost = False
         counter = itertools.count(1)
         lock = threading.Lock()
         proxy = self
@@ -32,8 +40,13 @@ class FlakyApi:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:  # the CSRF token the client fetches before its first call of a kind always passes
-                    refuse = "/csrf-token" not in self.path and next(counter) % every == 0
+                    proxy.lost = proxy.lost or lost_from(self.command, self.path)
+                    refuse = bool(every) and "/csrf-token" not in self.path and next(counter) % every == 0
                     proxy.refused += refuse
+                if proxy.lost:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 if refuse:
                     self._answer(503, b'{"exception_message": "Service Unavailable"}', {})
                     return

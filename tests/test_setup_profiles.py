@@ -28,6 +28,7 @@ from infrastructure.setup_profiles.blocks import Action
 from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
 from tests.commands import COMMAND_LINES
 from tests.conftest import REPO, Workspace, duckdb_environments
+from tests.flaky_api import FlakyApi
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PrefectServer
 from tests.test_doctor import small_disk
@@ -294,3 +295,31 @@ def wrote(file: BinaryIO, size: int) -> bool:
             raise
         return False
     return True
+
+
+def test_the_api_lost_while_the_setup_saves_is_one_message_and_a_second_setup_completes(
+    workspace: Workspace, dbt_project: Path, prefect_api: str
+) -> None:
+    """The Prefect API goes away halfway (a server restarted, a network cut) as the setup saves its first block:
+    one line naming the API and what to do, exit 1, not httpx's traceback; the setup run again completes."""
+    target = f"lost{uuid.uuid4().hex[:8]}"  # blocks the session's server does not hold yet: the setup saves them
+    database = workspace.root / "warehouse" / "dev.duckdb"
+    workspace.write_environments(duckdb_environments(dbt_project, database, target))
+    with FlakyApi(prefect_api, lost_from=saving_a_block) as lost:
+        workspace.env["PREFECT_API_URL"] = lost.api
+        workspace.env["PREFECT_CLIENT_MAX_RETRIES"] = "0"  # Prefect retries a dropped call for a minute
+        result = workspace.command("setup", ["--blocks-only"], process=False)
+        assert lost.lost, "the setup saved no block"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    said = f"setup_profiles: Cannot reach the Prefect API at {lost.api}: Server disconnected without sending a"
+    assert f"{said} response. Start it (`prefect server start`)" in result.stderr
+
+    workspace.env["PREFECT_API_URL"] = prefect_api
+    again = workspace.setup("--blocks-only")
+    assert f"dbt-cli-profile-{target}" in again.stdout
+    assert "Done:" in again.stdout
+
+
+def saving_a_block(method: str, path: str) -> bool:
+    return method == "POST" and path.startswith("/api/block_documents")

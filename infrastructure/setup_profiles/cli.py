@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 def _plan_and_apply(environments: Environments, args: argparse.Namespace) -> int:
     # Planning needs Prefect, prefect-dbt and the adapters' clients: seconds of imports that a mistake
     # in the environments file, refused above, does not pay for.
-    from dbt_pipeline.prefect_api import require_api
+    from dbt_pipeline.prefect_api import api_calls, require_api
     from infrastructure.setup_profiles.blocks import plan_blocks, resolve_targets
     from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
     from infrastructure.setup_profiles.profiles_file import plan_profiles_files
@@ -65,15 +65,16 @@ def _plan_and_apply(environments: Environments, args: argparse.Namespace) -> int
         _refuse_skipped(resolved)
     if not args.profiles_only:
         require_api()
-    blocks = None if args.profiles_only else plan_blocks(resolved, environments)
-    limits = [] if args.profiles_only else plan_limits(targets)
-    profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=environments.gcp.key_path())
-    if not args.dry_run:
-        if blocks is not None:
-            blocks.apply()
-        apply_limits(limits)
-        for change in profiles:
-            change.apply()
+    with api_calls():  # the API lost halfway: what was saved is kept, and the setup run again completes it
+        blocks = None if args.profiles_only else plan_blocks(resolved, environments)
+        limits = [] if args.profiles_only else plan_limits(targets)
+        profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=environments.gcp.key_path())
+        if not args.dry_run:
+            if blocks is not None:
+                blocks.apply()
+            apply_limits(limits)
+            for change in profiles:
+                change.apply()
     _report(environments.source, blocks, limits, profiles, dry_run=args.dry_run)
     return 0
 
