@@ -160,8 +160,13 @@ def ctrl_c_ends_the_command(command: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        print(f"\n{command} stopped by SIGINT.", file=sys.stderr)
-        raise SystemExit(128 + signal.SIGINT) from None
+        raise SystemExit(say_stopped(command, signal.SIGINT)) from None
+
+
+def say_stopped(command: str, signum: int) -> int:
+    """Print the last line of a command stopped by `signum`; return the exit status that goes with it."""
+    print(f"\n{command} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
+    return 128 + signum
 
 
 @contextmanager

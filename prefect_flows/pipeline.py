@@ -60,7 +60,14 @@ from dbt_pipeline.errors import (
     StaleSourcesError,
     StateStoreError,
 )
-from dbt_pipeline.interrupts import TimeLimits, exit_now, send_then_die, signals_end_the_command, stop_this_process
+from dbt_pipeline.interrupts import (
+    TimeLimits,
+    exit_now,
+    say_stopped,
+    send_then_die,
+    signals_end_the_command,
+    stop_this_process,
+)
 from dbt_pipeline.node_status import NodeOutcome, NodeStatus, outcome_of
 from dbt_pipeline.prefect_api import require_api
 from dbt_pipeline.profiles import exported, private_profiles_dir, profile_outputs, profiles_document
@@ -712,9 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, TerminationSignal) as stop:
         # The query was cancelled and the run recorded as Crashed (or Cancelled) on the way out.
-        signum = stop.signal if isinstance(stop, TerminationSignal) else signal.SIGINT
-        print(f"\n{FLOW_NAME} stopped by {signal.Signals(signum).name}.", file=sys.stderr)
-        return 128 + signum
+        return say_stopped(FLOW_NAME, stop.signal if isinstance(stop, TerminationSignal) else signal.SIGINT)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -176,13 +176,13 @@ def _save(block: Block, name: str) -> None:
     is one more type now registered, which the next attempt reads. A block document saved meanwhile is
     overwritten.
     """
-    for _ in range(SAVE_ATTEMPTS - 1):
+    for attempt in range(1, SAVE_ATTEMPTS + 1):
         try:
             block.save(name, overwrite=True)
+            return
         except ObjectAlreadyExists:
-            continue
-        return
-    block.save(name, overwrite=True)
+            if attempt == SAVE_ATTEMPTS:
+                raise
 
 
 def _content(block: Block) -> Any:
