@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import shutil
 import stat
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from dbt_pipeline.profile_blocks import BigQueryTargetConfigs, DbtCliProfile, lo
 from infrastructure.setup_profiles.blocks import Action
 from infrastructure.setup_profiles.concurrency_limits import apply_limits, plan_limits
 from tests.commands import COMMAND_LINES
-from tests.conftest import REPO, Workspace, duckdb_environments
+from tests.conftest import REPO, Workspace, copy_example_project, duckdb_environments
 from tests.flaky_api import FlakyApi
 from tests.prefect_api import prefect_client
 from tests.prefect_server import PrefectServer
@@ -264,8 +263,7 @@ def test_a_full_disk_is_one_message_naming_the_file_and_leaves_nothing(workspace
     disk = tmp_path / "small-disk"
     disk.mkdir()
     with small_disk(disk, "2m"):
-        project = disk / "project"
-        shutil.copytree(REPO / "dbt", project, ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
+        project = copy_example_project(disk / "project")
         workspace.write_environments(duckdb_environments(project, tmp_path / "warehouse" / "dev.duckdb", "dev"))
         fill(disk)
         result = workspace.command("setup", ["--profiles-only"], process=False)
