@@ -68,7 +68,10 @@ class SlotTimings:
     rests on them: a holder cut off from the API stops its run before the others may take its target
     over. It stops `api_lost_after` (3/4) after the last heartbeat it recorded (stamped when sent, the
     time the others read), by a clock that no call can hold up: slow or hanging calls change nothing.
-    The quarter left is the run's time to stop before the others may take over.
+    The quarter left is the run's time to stop before the others may take over. A process paused or
+    starved at that moment (its watch looks late) goes on if a fresh heartbeat is recorded, and else
+    still stops `poll` before the take-over; only one paused past the take-over (a laptop asleep) waits
+    for a whole beat, whose answer says whether its target was taken.
     """
 
     takeover_after: float = 60.0
@@ -548,21 +551,32 @@ class _Heartbeat:
                 if (now := time.monotonic()) < deadline:
                     self.changed.wait(deadline - now)
                 # A look well past the deadline means the process was paused or starved (before the watch's first
-                # look, too), not cut off: a beat started since decides.
-                elif not (now - deadline > self.timings.poll and self._beat_recorded_since(now)):
+                # look, too), not cut off: a beat started since decides, within what the take-over leaves.
+                elif now - deadline <= self.timings.poll or not self._beat_recorded_since(now, late=now - deadline):
                     reason = self._api_lost()
         if reason is not None:
             self._lose(reason, api_lost=True)
 
-    def _beat_recorded_since(self, woke_at: float) -> bool:
+    def _beat_recorded_since(self, woke_at: float, late: float) -> bool:
         """Whether a beat started after `woke_at` recorded the heartbeat (or the beats ended): it says whether the
-        target is still this run's (it goes on), taken (it stops), or the API out of reach after all. A beat under
-        way when the process stopped ends with the stamp it took before: it says nothing of now, so the wait covers
-        the call it was in and a whole beat after it. Called holding `changed`."""
-        return self.changed.wait_for(
-            lambda: self.last_recorded >= woke_at or self.ended.is_set(),
-            self.timings.call_timeout * (_CALLS_PER_BEAT + 1),
-        )
+        target is still this run's (it goes on), taken (it stops), or the API out of reach after all. Called
+        holding `changed`.
+
+        Woken before the others may take the target over, the wait ends `poll` before that moment, for the run
+        to stop in: a look that was only late (a starved process whose API is in fact lost) must not keep the run
+        going beside the run that takes over. Woken past it, the others may hold the target already and only the
+        API can say: a beat under way when the process stopped ends with the stamp it took before, which says
+        nothing of now, so the wait covers the call it was in and a whole beat after it."""
+        self.logger.warning(
+            "The heartbeat of target %r looked %.1f s late: this process was paused or starved. Asking the Prefect "
+            "API whether the target is still this run's", self.target, late,
+        )  # fmt: skip
+        takeover_at = self.last_recorded + self.timings.takeover_after
+        if woke_at < takeover_at:
+            wait = takeover_at - self.timings.poll - woke_at
+        else:
+            wait = self.timings.call_timeout * (_CALLS_PER_BEAT + 1)
+        return self.changed.wait_for(lambda: self.last_recorded >= woke_at or self.ended.is_set(), wait)
 
     def _api_lost(self) -> str:
         """Why the run stops: for how long, and the last call's problem. Called holding `changed`."""
