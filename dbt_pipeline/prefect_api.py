@@ -123,8 +123,8 @@ def _start_temporary_server() -> str:
         cause = str(error).split(" stdout:", 1)[0]  # Prefect appends the server's whole output
         raise PrefectApiError(
             f"Prefect's temporary server did not start ({cause}). It had {timeout} s "
-            f"(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS; this repository's pyproject.toml sets 180 when "
-            f"commands run from its root). On a busy machine, raise it, or {START_A_SERVER}."
+            "(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS; this repository's pyproject.toml sets 180). "
+            f"On a busy machine, raise it, or {START_A_SERVER}."
         ) from None
     return "the temporary Prefect server"
 

@@ -16,8 +16,10 @@ if __name__ == "__main__":
     import sys
 
     from dbt_pipeline.interrupts import ctrl_c_ends_the_command
+    from dbt_pipeline.prefect_settings import use_repository_prefect_settings
 
     with ctrl_c_ends_the_command("pipeline-dbt-complet"):  # FLOW_NAME, not imported yet
+        use_repository_prefect_settings()  # before Prefect is imported: its settings are read then
         from prefect_flows import pipeline
 
         status = pipeline.main()

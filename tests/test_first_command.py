@@ -114,3 +114,20 @@ def test_temporary_server_that_cannot_start_is_one_clear_message(tmp_path: Path,
     assert output.count("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS") == 1, output
     assert "prefect server start" in output
     assert "Traceback" not in output
+
+
+def test_a_command_started_from_another_directory_runs_with_the_repositorys_prefect_settings(tmp_path: Path) -> None:
+    """Prefect reads pyproject.toml's `[tool.prefect]` from the current directory only: started from elsewhere (a
+    cron job's home, `python ../prefect_flows/pipeline.py` from dbt/), a command used to run its temporary server
+    with telemetry on, which on a machine offline logs an ERROR at each start (and with a 20 s start-up window).
+    The doctor, from an empty directory on a fresh PREFECT_HOME: it runs its checks, and no ERROR is logged."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "infrastructure.doctor"], cwd=elsewhere,
+        env=new_users_environment(tmp_path / "prefect-home"), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert "[ ok ] Prefect API         the temporary Prefect server" in output, output
+    assert "| ERROR" not in output, output
+    assert "Traceback" not in output, output
