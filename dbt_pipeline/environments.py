@@ -102,6 +102,15 @@ class Environments(Settings):
             msg = f"Unknown target {name!r}{hint}. Known targets in {self.source}: {known}."
             raise UnknownTargetError(msg) from None
 
+    def slot_owner(self, name: str) -> AnyEnvironment:
+        """The environment whose slot a run on `name` holds: its own, unless an environment declared before it
+        writes the same resource (two targets on one DuckDB file), whose runs it then takes turns with."""
+        environment = self.get(name)
+        resource = environment.exclusive_resource()
+        if resource is None:
+            return environment
+        return next(each for each in self if each.exclusive_resource() == resource)
+
     def __iter__(self) -> Iterator[AnyEnvironment]:  # type: ignore[override]
         return iter(self.environments.values())
 

@@ -124,6 +124,7 @@ class RunPlan:
     project: DbtProject
     outputs: dict[str, Any] = field(repr=False)  # the profile, from the dbt-cli-profile-{target} block
     secrets: dict[str, str] = field(repr=False)  # variables the profile reads with env_var()
+    slot_owner: AnyEnvironment  # whose slot the run holds: its own, or Environments.slot_owner's
     compared_with: AnyEnvironment | None = None  # whose last good state dbt's --state reads, if any
 
     @property
@@ -180,6 +181,7 @@ def prepare_run(
         project=project,
         outputs=outputs,
         secrets=environment.run_secrets(),
+        slot_owner=environments.slot_owner(target),
         compared_with=compared_with,
     )
 
@@ -296,10 +298,17 @@ def dbt_full_pipeline(
     artifacts = run_directory(plan.project.path, target, run_name)
     # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
     # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
-    logger.info("Claiming target %r (one run per target at a time)", target)
-    timings = SlotTimings(plan.environment.takeover_after_seconds)
+    slot = plan.slot_owner
+    if slot is plan.environment:
+        logger.info("Claiming target %r (one run per target at a time)", target)
+    else:
+        logger.info(
+            "Claiming target %r through the slot of target %r: both write the %s, one run at a time",
+            target, slot.name, slot.exclusive_resource(),
+        )  # fmt: skip
+    timings = SlotTimings(slot.takeover_after_seconds)
     with (
-        _holding(target, UUID(flow_run.get_id()), logger, timings),
+        _holding(slot.name, UUID(flow_run.get_id()), logger, timings),
         exported(plan.secrets),
         private_profiles_dir(profiles_document(plan.project.profile, target, plan.outputs)) as profiles_dir,
         _warehouse_released(plan.environment),

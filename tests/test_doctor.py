@@ -41,6 +41,7 @@ def test_ready_target_passes_every_check(workspace: Workspace) -> None:
 def test_target_never_set_up_lists_the_fixes(workspace: Workspace, dbt_project: Path) -> None:
     """A target without blocks fails with the setup command as the fix, and dependent checks are skipped."""
     document = duckdb_environments(dbt_project, workspace.root / "qa.duckdb", "dev", "qa")
+    document["environments"]["dev"]["path"] = str(workspace.root / "dev.duckdb")  # type: ignore[index]  # qa's own slot
     document["environments"]["qa"]["notification_block"] = "alerts-qa"  # type: ignore[index]
     workspace.write_environments(document)
     code, output = doctor(workspace, "--target", "qa")

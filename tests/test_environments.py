@@ -381,3 +381,21 @@ def test_a_state_store_that_cannot_hold_a_state_is_refused(tmp_path: Path, value
         load_environments(path)
     assert str(path) in str(caught.value)
     assert f"(got '{value}')" in str(caught.value)
+
+
+def test_targets_that_write_one_duckdb_file_share_the_slot_of_the_first(tmp_path: Path) -> None:
+    """DuckDB lets one process at a time write a file: two targets on one file (however its path is spelled)
+    take turns through the slot of the one declared first; other targets keep their own slot."""
+    path = write(
+        tmp_path,
+        "gcp: {project: my-project-123}\n"
+        "environments:\n"
+        "  dev: {adapter: duckdb, path: data/shop.duckdb}\n"
+        "  solo: {adapter: duckdb, path: data/solo.duckdb}\n"
+        f"  ci: {{adapter: duckdb, path: {tmp_path}/data/../data/shop.duckdb, schema: ci}}\n"
+        "  prod: {adapter: bigquery, dataset: analytics}\n",
+    )
+    environments = load_environments(path)
+    owners = {name: environments.slot_owner(name).name for name in environments.names}
+    assert owners == {"dev": "dev", "solo": "solo", "ci": "dev", "prod": "prod"}
+    assert environments.get("ci").exclusive_resource() == f"DuckDB file {tmp_path / 'data' / 'shop.duckdb'}"

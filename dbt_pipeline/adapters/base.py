@@ -205,6 +205,11 @@ class WarehouseEnvironment(Settings, ABC):
         Called while the run still holds its target, so that the next run finds the warehouse free.
         """
 
+    def exclusive_resource(self) -> str | None:
+        """What only one run at a time may write, whatever its target: another environment that names the same
+        one shares this one's slot. None when runs on different targets cannot collide (separate datasets)."""
+        return None
+
     def state_store_options(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """The fsspec options of this target's state store (e.g. credentials for a bucket), from its profile."""
         return {}

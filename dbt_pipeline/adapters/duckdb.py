@@ -56,6 +56,11 @@ class DuckDBEnvironment(WarehouseEnvironment):
         )
         raise ConfigError(msg)
 
+    def exclusive_resource(self) -> str | None:
+        """The database file: DuckDB lets one process at a time open a file to write, whatever the schema. Named
+        as the file system finds it, so that two spellings of one file (`..`, a symlink, `~`) are one file."""
+        return f"DuckDB file {self.path.expanduser().resolve()}"
+
     def prepare_run(self, outputs: Mapping[str, Any]) -> None:
         """Create the folder of the DuckDB file: DuckDB creates the file on first use, not its folder."""
         database = _database(outputs)

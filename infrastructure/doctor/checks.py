@@ -192,13 +192,15 @@ class Doctor:
         return self._dbt(["debug", "--connection"], "answers", timeout_seconds=self.timeout_seconds)
 
     def _concurrency_limit(self) -> str:
-        name = target_concurrency_limit(self.target)
+        owner = self._slot_owner()
+        name = target_concurrency_limit(owner.name)
+        shared = "" if owner.name == self.target else f" (shared with {owner.name}: {owner.exclusive_resource()})"
         try:
             with get_client(sync_client=True) as client:
                 limit = client.read_global_concurrency_limit_by_name(name)
                 if limit.active_slots < limit.limit:
-                    return f"{name}: {limit.limit} run at a time, free"
-                return f"{name}: {limit.limit} run at a time, {self._slot_holder(client, name)}"
+                    return f"{name}{shared}: {limit.limit} run at a time, free"
+                return f"{name}{shared}: {limit.limit} run at a time, {self._slot_holder(client, name)}"
         except ObjectNotFound:
             raise CheckFailedError(
                 f"{name} does not exist: two runs on {self.target} could overlap",
@@ -207,11 +209,17 @@ class Doctor:
         except (httpx.HTTPError, OSError) as error:
             raise unreachable(error) from None
 
+    def _slot_owner(self) -> AnyEnvironment:
+        """The environment whose slot the target's runs hold (its own, or one it shares a DuckDB file with)."""
+        assert self.environments is not None
+        return self.environments.slot_owner(self.target)
+
     def _slot_holder(self, client: SyncPrefectClient, name: str) -> str:
         """Who holds the target's slot; a failed check if it is a run that is gone."""
-        holder = read_holder(client, self.target)
+        owner = self._slot_owner()
+        holder = read_holder(client, owner.name)
         # Without a record the slot may be a run starting this instant: only a waiting run can tell.
-        timings = SlotTimings(self.environment.takeover_after_seconds) if self.environment else SlotTimings()
+        timings = SlotTimings(owner.takeover_after_seconds)
         reason = (
             why_holder_is_gone(client, holder, unclaimed_since=datetime.now(UTC), timings=timings) if holder else None
         )

@@ -67,7 +67,8 @@ def _plan_and_apply(environments: Environments, args: argparse.Namespace) -> int
         require_api()
     with api_calls():  # the API lost halfway: what was saved is kept, and the setup run again completes it
         blocks = None if args.profiles_only else plan_blocks(resolved, environments)
-        limits = [] if args.profiles_only else plan_limits(targets)
+        slots = dict.fromkeys(environments.slot_owner(target).name for target in targets)  # shared once, in order
+        limits = [] if args.profiles_only else plan_limits(list(slots))
         profiles = [] if args.blocks_only else plan_profiles_files(resolved, keyfile=environments.gcp.key_path())
         if not args.dry_run:
             if blocks is not None:

@@ -2,7 +2,9 @@
 
 The flow holds the slot of its target for the whole run, so two runs on one target never overlap
 (whatever deployment or laptop started them), while runs on different targets may. DuckDB allows
-one writer per file and two dbt runs on one dataset race each other; both need this.
+one writer per file and two dbt runs on one dataset race each other; both need this. Targets that
+write one DuckDB file share the slot of the first of them (`Environments.slot_owner`): it alone is
+created.
 """
 
 from __future__ import annotations
