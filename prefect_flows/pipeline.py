@@ -296,8 +296,9 @@ def dbt_full_pipeline(
     plan.environment.prepare_run(plan.outputs)
     run_name = flow_run.get_name() or "local"
     artifacts = run_directory(plan.project.path, target, run_name)
-    # One run per target at a time (the setup creates the target's 1-slot limit); a second run waits
-    # here, and takes the slot over from a run that is gone (dbt_pipeline.target_slot).
+    # One run per target at a time (the setup creates the target's 1-slot limit, which the targets that write
+    # one DuckDB file share); a second run waits here, and takes the slot over from a run that is gone
+    # (dbt_pipeline.target_slot).
     slot = plan.slot_owner
     if slot is plan.environment:
         logger.info("Claiming target %r (one run per target at a time)", target)
