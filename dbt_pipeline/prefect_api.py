@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +32,7 @@ from prefect.settings import (
     get_current_settings,
     temporary_settings,
 )
+from sqlalchemy.engine import make_url
 
 from dbt_pipeline.errors import PrefectApiError
 from dbt_pipeline.interrupts import sigint_ignored
@@ -41,6 +43,10 @@ from dbt_pipeline.interrupts import sigint_ignored
 HEALTH_CHECK_TIMEOUT_SECONDS = 15.0
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+# How many times the temporary server may exit as it starts (a port taken meanwhile, Prefect assumes) before
+# the command gives up: a port taken three times in a row is not a race any more.
+MOST_SERVER_STARTS = 3
 
 # A Prefect server registers, as it starts, the block types of every Prefect collection installed beside it,
 # importing each (prefect-dbt imports dbt, prefect-gcp BigQuery's client and pandas): about 6 CPU-s of every
@@ -116,9 +122,16 @@ def _start_temporary_server() -> str:
     """
     if not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         raise PrefectApiError(f"No Prefect API is configured (PREFECT_API_URL is not set): {START_A_SERVER}.")
+    _check_database_folder()
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     try:
         detached_temporary_server().start()
+    except ServerExitedAtStartError as error:
+        raise PrefectApiError(
+            f"Prefect's temporary server exited as it started, {error.starts} times in a row: its error is above "
+            f"(a database it cannot open or migrate, in PREFECT_HOME={get_current_settings().home}, is the usual "
+            f"cause). Fix it, or set PREFECT_HOME to a new folder, or {START_A_SERVER}."
+        ) from None
     except (RuntimeError, httpx.HTTPError, OSError) as error:
         cause = str(error).split(" stdout:", 1)[0]  # Prefect appends the server's whole output
         raise PrefectApiError(
@@ -127,6 +140,41 @@ def _start_temporary_server() -> str:
             f"On a busy machine, raise it, or {START_A_SERVER}."
         ) from None
     return "the temporary Prefect server"
+
+
+def _check_database_folder() -> None:
+    """Refuse, before starting it, a temporary server whose SQLite database cannot be written.
+
+    A PREFECT_HOME that cannot be written (a container's read-only or unwritable home directory, a path under a
+    file) makes the server exit as it starts, which Prefect reads as a port taken by another process: it starts
+    it again, and again, for the whole start-up window (3 minutes of the same traceback, a hundred lines each).
+    """
+    connection_url = get_current_settings().server.database.connection_url
+    url = make_url(connection_url.get_secret_value()) if connection_url else None
+    if url is None or not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return  # a PostgreSQL database, or one in memory: nothing on this machine's disk to check
+    database = Path(url.database).expanduser()
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        problem: str | None = f"its folder cannot be created ({error.strerror})"
+    else:
+        problem = _not_writable(database)
+    if problem is not None:
+        raise PrefectApiError(
+            f"Prefect's temporary server cannot keep its database at {database}: {problem}. Set PREFECT_HOME to a "
+            "folder this user can write (`export PREFECT_HOME=$PWD/.prefect`: Prefect keeps its profiles there too), "
+            "then run the command again."
+        )
+
+
+def _not_writable(database: Path) -> str | None:
+    """Why this user cannot write `database` (a SQLite file, with its journal beside it), or None."""
+    if not os.access(database.parent, os.W_OK | os.X_OK):
+        return f"{database.parent} is not writable by this user"
+    if database.exists() and not os.access(database, os.R_OK | os.W_OK):
+        return "the file is not writable by this user"
+    return None
 
 
 def detached_temporary_server() -> Any:
@@ -141,7 +189,16 @@ def detached_temporary_server() -> Any:
     from prefect.server.api.server import SubprocessASGIServer  # only in this mode: it imports the server
 
     class DetachedTemporaryServer(SubprocessASGIServer):
+        starts = 0
+
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            # Prefect starts the server again, on a new port, each time it exits as it starts (code 3), which it
+            # takes for a port another process took meanwhile; for any other failure it would go on until the
+            # start-up window closes (3 minutes of the same traceback).
+            if self.starts == MOST_SERVER_STARTS:
+                raise ServerExitedAtStartError(self.starts)
+            again = subprocess.DEVNULL if self.starts else None  # the first start's error is enough to read
+            self.starts += 1
             # Prefect 3.9's own command and environment, in a new session.
             return subprocess.Popen(
                 args=[
@@ -155,7 +212,7 @@ def detached_temporary_server() -> Any:
                     "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                     **get_current_settings().to_environment_variables(exclude_unset=True),
                 },
-                start_new_session=True,
+                stdout=again, stderr=again, start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )  # fmt: skip
 
@@ -168,6 +225,14 @@ def detached_temporary_server() -> Any:
 
     # Prefect keeps one temporary server per process, looked up by port (None: any port).
     return DetachedTemporaryServer()
+
+
+class ServerExitedAtStartError(RuntimeError):
+    """The temporary server exited as it started, again and again (Prefect would start it until its window closed)."""
+
+    def __init__(self, starts: int) -> None:
+        super().__init__(f"the temporary server exited as it started, {starts} times in a row")
+        self.starts = starts
 
 
 def _die_with_parent() -> None:

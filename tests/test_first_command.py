@@ -131,3 +131,41 @@ def test_a_command_started_from_another_directory_runs_with_the_repositorys_pref
     assert "[ ok ] Prefect API         the temporary Prefect server" in output, output
     assert "| ERROR" not in output, output
     assert "Traceback" not in output, output
+
+
+def test_a_prefect_home_the_temporary_server_cannot_write_is_one_clear_message(tmp_path: Path) -> None:
+    """PREFECT_HOME where no database can be written (here a path under a file; in containers, an unwritable
+    home directory): the command says so before starting the server, naming the file and the fix. Prefect
+    would start the server again and again for its whole start-up window, a traceback each time."""
+    environment = new_users_environment(tmp_path / "prefect-home")
+    environment["PREFECT_HOME"] = str(REPO / "README.md" / "prefect")
+    result = subprocess.run(
+        [sys.executable, "prefect_flows/pipeline.py"], cwd=REPO, env=environment, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    database = REPO / "README.md" / "prefect" / "prefect.db"
+    assert f"Prefect's temporary server cannot keep its database at {database}: its folder cannot be" in output
+    assert "Set PREFECT_HOME to a folder this user can write" in output
+    assert "Traceback" not in output
+    assert "Starting temporary server" not in output, output
+
+
+def test_a_temporary_server_that_exits_as_it_starts_is_given_up_after_three_starts(tmp_path: Path) -> None:
+    """A database the server cannot open (here not a SQLite file at all; a database migrated by a newer Prefect
+    fails alike): Prefect reads each exit as a port taken meanwhile and starts the server again on another, until
+    its start-up window closes (3 minutes here, the same traceback each time). The command gives up after three
+    starts, showing the first one's error and one line that says what to do."""
+    prefect_home = tmp_path / "prefect-home"
+    prefect_home.mkdir()
+    (prefect_home / "prefect.db").write_bytes(b"not a database\n" * 1000)
+    result = subprocess.run(
+        [sys.executable, "prefect_flows/pipeline.py"], cwd=REPO, env=new_users_environment(prefect_home),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Prefect's temporary server exited as it started, 3 times in a row" in output, output[-3000:]
+    assert f"PREFECT_HOME={prefect_home}" in output
+    assert output.count("Application startup failed") == 1, "the first start's error, and only that one"
