@@ -147,7 +147,7 @@ def _check_database_folder() -> None:
 
     A PREFECT_HOME that cannot be written (a container's read-only or unwritable home directory, a path under a
     file) makes the server exit as it starts, which Prefect reads as a port taken by another process: it starts
-    it again, and again, for the whole start-up window (3 minutes of the same traceback, a hundred lines each).
+    it again, and again, for the whole start-up window (3 minutes of the same traceback, 200 lines each).
     """
     connection_url = get_current_settings().server.database.connection_url
     url = make_url(connection_url.get_secret_value()) if connection_url else None
@@ -197,7 +197,9 @@ def detached_temporary_server() -> Any:
             # start-up window closes (3 minutes of the same traceback).
             if self.starts == MOST_SERVER_STARTS:
                 raise ServerExitedAtStartError(self.starts)
-            again = subprocess.DEVNULL if self.starts else None  # the first start's error is enough to read
+            # The first start's error is enough to read. (A server started again after a real port race keeps
+            # its later errors to itself: a price for a rare case.)
+            again = subprocess.DEVNULL if self.starts else None
             self.starts += 1
             # Prefect 3.9's own command and environment, in a new session.
             return subprocess.Popen(
