@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,15 @@ LONGEST_FIRST = (
     "test_changed_only.py", "test_retry_failed.py", "test_pipeline.py", "test_packages.py",
     "test_bigquery_interrupts.py",
 )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the commands under test SIGINT as a terminal's foreground job has it. A suite started as a background
+    job (`uv run pytest &` in a script, nohup) inherits SIGINT ignored, and passes that on to every command it
+    starts: the tests that press Ctrl-C would find it ignored, as the shell intends for background jobs.
+    (Seen: README command 2 started in the background, 7 failures, all of them Ctrl-C tests.)"""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
