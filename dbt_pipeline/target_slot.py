@@ -552,12 +552,20 @@ class _Heartbeat:
                     self.changed.wait(deadline - now)
                 # A look well past the deadline means the process was paused or starved (before the watch's first
                 # look, too), not cut off: a beat started since decides, within what the take-over leaves.
-                elif now - deadline <= self.timings.poll or not self._beat_recorded_since(now, late=now - deadline):
+                elif now - deadline <= self.timings.poll or not self._asked_again(now, late=now - deadline):
                     reason = self._api_lost()
         if reason is not None:
             self._lose(reason, api_lost=True)
 
-    def _beat_recorded_since(self, woke_at: float, late: float) -> bool:
+    def _asked_again(self, woke_at: float, late: float) -> bool:
+        """After a late look: say so in the run's log, then let a fresh beat decide (`_beat_recorded_since`)."""
+        self.logger.warning(
+            "The heartbeat of target %r looked %.1f s late: this process was paused or starved. Asking the Prefect "
+            "API whether the target is still this run's", self.target, late,
+        )  # fmt: skip
+        return self._beat_recorded_since(woke_at)
+
+    def _beat_recorded_since(self, woke_at: float) -> bool:
         """Whether a beat started after `woke_at` recorded the heartbeat (or the beats ended): it says whether the
         target is still this run's (it goes on), taken (it stops), or the API out of reach after all. Called
         holding `changed`.
@@ -567,10 +575,6 @@ class _Heartbeat:
         going beside the run that takes over. Woken past it, the others may hold the target already and only the
         API can say: a beat under way when the process stopped ends with the stamp it took before, which says
         nothing of now, so the wait covers the call it was in and a whole beat after it."""
-        self.logger.warning(
-            "The heartbeat of target %r looked %.1f s late: this process was paused or starved. Asking the Prefect "
-            "API whether the target is still this run's", self.target, late,
-        )  # fmt: skip
         takeover_at = self.last_recorded + self.timings.takeover_after
         if woke_at < takeover_at:
             wait = takeover_at - self.timings.poll - woke_at

@@ -192,7 +192,8 @@ class Doctor:
         return self._dbt(["debug", "--connection"], "answers", timeout_seconds=self.timeout_seconds)
 
     def _concurrency_limit(self) -> str:
-        owner = self._slot_owner()
+        assert self.environments is not None
+        owner = self.environments.slot_owner(self.target)  # its own, or the one it shares a DuckDB file with
         name = target_concurrency_limit(owner.name)
         shared = "" if owner.name == self.target else f" (shared with {owner.name}: {owner.exclusive_resource()})"
         try:
@@ -200,7 +201,7 @@ class Doctor:
                 limit = client.read_global_concurrency_limit_by_name(name)
                 if limit.active_slots < limit.limit:
                     return f"{name}{shared}: {limit.limit} run at a time, free"
-                return f"{name}{shared}: {limit.limit} run at a time, {self._slot_holder(client, name)}"
+                return f"{name}{shared}: {limit.limit} run at a time, {self._slot_holder(client, name, owner)}"
         except ObjectNotFound:
             raise CheckFailedError(
                 f"{name} does not exist: two runs on {self.target} could overlap",
@@ -209,14 +210,8 @@ class Doctor:
         except (httpx.HTTPError, OSError) as error:
             raise unreachable(error) from None
 
-    def _slot_owner(self) -> AnyEnvironment:
-        """The environment whose slot the target's runs hold (its own, or one it shares a DuckDB file with)."""
-        assert self.environments is not None
-        return self.environments.slot_owner(self.target)
-
-    def _slot_holder(self, client: SyncPrefectClient, name: str) -> str:
-        """Who holds the target's slot; a failed check if it is a run that is gone."""
-        owner = self._slot_owner()
+    def _slot_holder(self, client: SyncPrefectClient, name: str, owner: AnyEnvironment) -> str:
+        """Who holds the slot `name` of `owner`; a failed check if it is a run that is gone."""
         holder = read_holder(client, owner.name)
         # Without a record the slot may be a run starting this instant: only a waiting run can tell.
         timings = SlotTimings(owner.takeover_after_seconds)
