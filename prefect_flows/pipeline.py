@@ -160,6 +160,9 @@ def prepare_run(
     environments = load_environments()
     environment = environments.get(target)
     compared_with = environments.get(state_from) if state_from else environment if changed_only else None
+    _check_an_earlier_run_is_there(
+        environment, compared_with, retry_failed=retry_failed, state_from=state_from, source=environments.source
+    )
     if compared_with is None and needs_state(select, exclude):
         raise ConfigError(
             f"The selection {' '.join(filter(None, (select, exclude)))!r} compares with a previous run (dbt's "
@@ -195,6 +198,32 @@ def _check_nothing_chosen_with_retry(**chosen: str | bool | None) -> None:
             "the target's last run, then the steps that run did not get to, with that run's own mode and "
             f"selection. Drop {' and '.join(flags)} to retry, or drop --retry-failed to choose what to run."
         )
+
+
+def _check_an_earlier_run_is_there(
+    environment: AnyEnvironment,
+    compared_with: AnyEnvironment | None,
+    *,
+    retry_failed: bool,
+    state_from: str | None,
+    source: Path | None,
+) -> None:
+    """Refuse to compare with, or resume, a run whose warehouse ended with it (DuckDB's `:memory:`): what it
+    built is gone, so dbt would select or rerun nodes whose parents are missing."""
+    if retry_failed:
+        flag, earlier = "--retry-failed", environment
+    elif compared_with is not None:
+        flag, earlier = ("--state-from" if state_from else "--changed-only"), compared_with
+    else:
+        return
+    why = earlier.built_data_ends_with_the_run()
+    if why is None:
+        return
+    raise ConfigError(
+        f"{flag} needs what an earlier run on target {earlier.name!r} built, and it is gone: {why} "
+        f"({source or 'the environments file'}), which ends with each run. Run without {flag}, or point "
+        f"target {earlier.name!r} at a database that stays."
+    )
 
 
 def _failing_once(function: Callable[P, R]) -> Callable[P, R | State[Any]]:
@@ -352,7 +381,8 @@ def dbt_full_pipeline(
         # A complete run that built something is dbt's next --state: the whole project, or all that changed.
         # A --retry-failed run built only what another run left undone: never.
         complete = failure is None and not retry_failed and (not select or compared) and not exclude
-        if complete and (_built(reports) or state is None):
+        kept = plan.environment.built_data_ends_with_the_run() is None  # else no next run finds what it built
+        if complete and kept and (_built(reports) or state is None):
             node_steps = [step.name for step in steps if step.runs_nodes and step.judges_nodes]
             _keep_state(plan, artifacts, invocation.target_path, node_steps, mode)
     publish_report(

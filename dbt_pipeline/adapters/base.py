@@ -210,6 +210,14 @@ class WarehouseEnvironment(Settings, ABC):
         one shares this one's slot. None when runs on different targets cannot collide (separate datasets)."""
         return None
 
+    def built_data_ends_with_the_run(self) -> str | None:
+        """Why what a run builds is gone when the run ends (DuckDB's `:memory:`), or None: it stays there.
+
+        A next run then finds nothing to compare with (--changed-only, --state-from) or to resume
+        (--retry-failed), and nothing is kept as the target's last good state.
+        """
+        return None
+
     def state_store_options(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
         """The fsspec options of this target's state store (e.g. credentials for a bucket), from its profile."""
         return {}

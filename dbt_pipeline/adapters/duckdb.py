@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from dbt_pipeline.adapters.base import WarehouseEnvironment
 from dbt_pipeline.errors import ConfigError
@@ -25,10 +25,22 @@ class DuckDBEnvironment(WarehouseEnvironment):
     """A local DuckDB file: the embedded default, no account and no network needed."""
 
     adapter: Literal["duckdb"]
-    path: Path = Field(description="The DuckDB database file (created on first run).")
+    path: Path = Field(
+        description=f"The DuckDB database file (created on first run), or {IN_MEMORY!r}: a database that ends with "
+        "each run."
+    )
     schema_: str = Field(default="main", alias="schema", min_length=1)
 
-    _resolve_database_path = field_validator("path")(resolve_path)
+    @field_validator("path")
+    @classmethod
+    def _resolve_database_path(cls, value: Path, info: ValidationInfo) -> Path | None:
+        """A file is anchored at the environments file's folder; DuckDB's `:memory:` is not a file."""
+        return value if str(value) == IN_MEMORY else resolve_path(value, info)
+
+    def built_data_ends_with_the_run(self) -> str | None:
+        if str(self.path) != IN_MEMORY:
+            return None
+        return f"environments.{self.name}.path is {IN_MEMORY!r}: DuckDB keeps that database in the run's memory"
 
     def target_configs(self, environments: Environments) -> TargetConfigs:
         from dbt_pipeline.profile_blocks import TargetConfigs
@@ -59,6 +71,8 @@ class DuckDBEnvironment(WarehouseEnvironment):
     def exclusive_resource(self) -> str | None:
         """The database file: DuckDB lets one process at a time open a file to write, whatever the schema. Named
         as the file system finds it, so that two spellings of one file (`..`, a symlink, `~`) are one file."""
+        if self.built_data_ends_with_the_run():  # each process has a database of its own
+            return None
         return f"DuckDB file {self.path.expanduser().resolve()}"
 
     def prepare_run(self, outputs: Mapping[str, Any]) -> None:
@@ -83,7 +97,9 @@ class DuckDBEnvironment(WarehouseEnvironment):
                 environment.close()
 
     def check_credentials(self, configs: Mapping[str, Any]) -> str:
-        return f"DuckDB file {self.profile_outputs(configs)['path']} (no credentials needed)"
+        path = self.profile_outputs(configs)["path"]
+        database = "DuckDB in-memory database" if path == IN_MEMORY else f"DuckDB file {path}"
+        return f"{database} (no credentials needed)"
 
     def connection_check_skipped(self, outputs: Mapping[str, Any]) -> str | None:
         database = _database(outputs)

@@ -175,6 +175,24 @@ def test_prepare_run_of_an_in_memory_database_creates_nothing(
     assert list(workdir.iterdir()) == []
 
 
+def test_an_in_memory_database_is_kept_as_dbt_duckdb_reads_it(load: Load, tmp_path: Path) -> None:
+    """`:memory:` is not a path to anchor at the environments file's folder (it once became a file named
+    `:memory:` there); its profile says `:memory:`, it shares no slot, and its data ends with the run."""
+    environment, environments = duckdb_file(load, ":memory:")
+    assert outputs_of(environment, environments)["path"] == ":memory:"
+    assert environment.exclusive_resource() is None
+    assert environment.built_data_ends_with_the_run() == (
+        "environments.dev.path is ':memory:': DuckDB keeps that database in the run's memory"
+    )
+    environment.check_before_run(outputs_of(environment, environments))
+    assert not list(tmp_path.rglob("*memory*"))
+
+
+def test_a_database_file_outlives_the_run(load: Load) -> None:
+    environment, _ = duckdb_file(load, "dev.duckdb")
+    assert environment.built_data_ends_with_the_run() is None
+
+
 def test_a_duckdb_run_needs_no_secret(load: Load) -> None:
     """Nothing to export to dbt: the profile reads no variable."""
     environment, _ = duckdb_file(load, "dev.duckdb")
@@ -201,6 +219,12 @@ def test_doctor_does_not_create_the_file_by_connecting(load: Load, tmp_path: Pat
     )
     database.touch()
     assert environment.connection_check_skipped(outputs) is None
+
+
+def test_credentials_check_of_an_in_memory_database(load: Load) -> None:
+    environment, environments = duckdb_file(load, ":memory:")
+    configs = configs_data(environment.target_configs(environments))
+    assert environment.check_credentials(configs) == "DuckDB in-memory database (no credentials needed)"
 
 
 def test_doctor_connects_to_an_in_memory_database(load: Load) -> None:
