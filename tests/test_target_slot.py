@@ -603,6 +603,10 @@ def test_a_beat_under_way_when_the_run_was_paused_does_not_pass_for_a_lost_api(
     over meanwhile. On waking, that beat ends with the stamp it took before the pause: the run must stop
     because its target is taken (the next beat finds it), not as if the API had stopped answering.
 
+    The pause outlasts the take-over counted from that stamp, which is what the other runs count from: the
+    write reached the server. (A pause past the previous beat's take-over only, as this test once made, may
+    wake the watch before this one's, where it rightly stops `poll` before it unless a fresh beat answers.)
+
     (Seen in a loaded suite run: "the Prefect API ... has not answered for 21 s".)"""
     target, me, lease = held_by_me(prefect_api, "mid-write")
     paused = PausedCall(monkeypatch, "write_holder")
@@ -611,7 +615,7 @@ def test_a_beat_under_way_when_the_run_was_paused_does_not_pass_for_a_lost_api(
         assert paused.paused.wait(TIMINGS.heartbeat * 2), "no beat"
         with heartbeat.changed:  # the watch is paused too: it cannot take back the lock it waits with
             taker = take_over(prefect_api, target, lease)
-            time.sleep(TIMINGS.api_lost_after + TIMINGS.poll * 2)
+            time.sleep(TIMINGS.takeover_after + TIMINGS.poll * 2)
             paused.resume.set()
         wait_until_lost(lost, TIMINGS.takeover_after)
     assert len(lost) == 1, lost
@@ -625,6 +629,10 @@ def test_a_run_paused_before_its_watch_first_looked_does_not_pass_for_a_lost_api
     first look is then late: the run must ask the API (the next beat) and go on, not stop at once as if the API
     had stopped answering while it was not looking.
 
+    Only the watch is held here; the beats go on, and the first one reaches the server before it waits for
+    the lock with its stamp. The others count from that stamp, so the pause outlasts the take-over counted from
+    it: woken between the two, the watch would rightly stop the run `poll` before it unless a fresh beat answered.
+
     (Seen in CI: a run paused just after taking its target stopped on waking, "has not answered for 25 s".)"""
     target, me, lease = held_by_me(prefect_api, "first-look")
     lost: list[str] = []
@@ -632,7 +640,7 @@ def test_a_run_paused_before_its_watch_first_looked_does_not_pass_for_a_lost_api
         heartbeat = _Heartbeat(Hold(target), me, lease, logging.getLogger("slot"), lost.append, TIMINGS)
         with heartbeat.changed:  # the watch cannot take the lock it looks with: its first look waits past its deadline
             heartbeat.start()
-            time.sleep(TIMINGS.api_lost_after + TIMINGS.heartbeat + TIMINGS.poll * 2)
+            time.sleep(TIMINGS.takeover_after + TIMINGS.heartbeat + TIMINGS.poll * 2)
             woke = datetime.now(UTC)
         try:
             with prefect_client(prefect_api) as client:
