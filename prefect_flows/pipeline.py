@@ -220,9 +220,9 @@ def _check_an_earlier_run_is_there(
     if why is None:
         return
     raise ConfigError(
-        f"{flag} needs what an earlier run on target {earlier.name!r} built, and it is gone: {why} "
-        f"({source or 'the environments file'}), which ends with each run. Run without {flag}, or point "
-        f"target {earlier.name!r} at a database that stays."
+        f"{flag} needs what an earlier run on target {earlier.name!r} built, and it is gone: {why}, which ends "
+        f"with the run. Run without {flag}, or point target {earlier.name!r} at a database that stays (in "
+        f"{source or 'the environments file'})."
     )
 
 

@@ -74,6 +74,6 @@ def test_comparing_with_or_resuming_an_in_memory_run_is_refused_before_any_flow_
         f"{named} needs what an earlier run on target {earlier!r} built, and it is gone: "
         f"environments.{earlier}.path is ':memory:'"
     ) in result.stderr
-    assert f"Run without {named}, or point target {earlier!r} at a database that stays." in result.stderr
+    assert f"Run without {named}, or point target {earlier!r} at a database that stays (in " in result.stderr
     assert "Traceback" not in output
     assert "Beginning flow run" not in output

@@ -33,14 +33,14 @@ class DuckDBEnvironment(WarehouseEnvironment):
 
     @field_validator("path")
     @classmethod
-    def _resolve_database_path(cls, value: Path, info: ValidationInfo) -> Path | None:
+    def _resolve_database_path(cls, value: Path, info: ValidationInfo) -> Path:
         """A file is anchored at the environments file's folder; DuckDB's `:memory:` is not a file."""
-        return value if str(value) == IN_MEMORY else resolve_path(value, info)
+        return value if str(value) == IN_MEMORY else resolve_path(value, info) or value
 
     def built_data_ends_with_the_run(self) -> str | None:
         if str(self.path) != IN_MEMORY:
             return None
-        return f"environments.{self.name}.path is {IN_MEMORY!r}: DuckDB keeps that database in the run's memory"
+        return f"environments.{self.name}.path is {IN_MEMORY!r}, a DuckDB database in the run's memory"
 
     def target_configs(self, environments: Environments) -> TargetConfigs:
         from dbt_pipeline.profile_blocks import TargetConfigs

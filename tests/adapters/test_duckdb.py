@@ -182,7 +182,7 @@ def test_an_in_memory_database_is_kept_as_dbt_duckdb_reads_it(load: Load, tmp_pa
     assert outputs_of(environment, environments)["path"] == ":memory:"
     assert environment.exclusive_resource() is None
     assert environment.built_data_ends_with_the_run() == (
-        "environments.dev.path is ':memory:': DuckDB keeps that database in the run's memory"
+        "environments.dev.path is ':memory:', a DuckDB database in the run's memory"
     )
     environment.check_before_run(outputs_of(environment, environments))
     assert not list(tmp_path.rglob("*memory*"))
