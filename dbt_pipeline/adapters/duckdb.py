@@ -33,12 +33,16 @@ class DuckDBEnvironment(WarehouseEnvironment):
 
     @field_validator("path")
     @classmethod
-    def _resolve_database_path(cls, value: Path, info: ValidationInfo) -> Path:
+    def _resolve_database_path(cls, value: Path, info: ValidationInfo) -> Path | None:
         """A file is anchored at the environments file's folder; DuckDB's `:memory:` is not a file."""
-        return value if str(value) == IN_MEMORY else resolve_path(value, info) or value
+        return value if str(value) == IN_MEMORY else resolve_path(value, info)
+
+    @property
+    def in_memory(self) -> bool:
+        return str(self.path) == IN_MEMORY
 
     def built_data_ends_with_the_run(self) -> str | None:
-        if str(self.path) != IN_MEMORY:
+        if not self.in_memory:
             return None
         return f"environments.{self.name}.path is {IN_MEMORY!r}, a DuckDB database in the run's memory"
 
@@ -71,7 +75,7 @@ class DuckDBEnvironment(WarehouseEnvironment):
     def exclusive_resource(self) -> str | None:
         """The database file: DuckDB lets one process at a time open a file to write, whatever the schema. Named
         as the file system finds it, so that two spellings of one file (`..`, a symlink, `~`) are one file."""
-        if self.built_data_ends_with_the_run():  # each process has a database of its own
+        if self.in_memory:  # each process has a database of its own
             return None
         return f"DuckDB file {self.path.expanduser().resolve()}"
 
