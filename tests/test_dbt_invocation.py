@@ -1,10 +1,14 @@
-"""Which failures are worth a retry, and what a failure message tells the user."""
+"""Which failures are worth a retry, what a failure message tells the user, and what a dbt command prints."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult
+import pytest
+import yaml
+
+from dbt_pipeline.dbt_invocation import DbtCommandResult, NodeResult, invoke_dbt, write_manifest
 
 
 def failed(
@@ -56,3 +60,35 @@ def test_cost_guard_failure_says_what_to_change() -> None:
     assert "Query exceeded limit for bytes billed: 1000" in message
     assert "Cost guard" in message
     assert "raise maximum_bytes_billed in the environments file" in message
+
+
+def test_a_log_file_that_cannot_be_written_is_not_a_traceback_per_event(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """dbt's log file on a full disk: the command runs, and stderr is not flooded with one `--- Logging error ---`
+    and its traceback per dbt event (5,778 of them for one run of the example project, before). The full disk is
+    /dev/full, the kernel's always-full device, as a test cannot fill a real disk here."""
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "dbt_project.yml").write_text(
+        "name: logged\nversion: '1.0'\nconfig-version: 2\nprofile: logged\n", encoding="utf-8"
+    )
+    profile = {"logged": {"target": "dev", "outputs": {"dev": {"type": "duckdb", "path": str(tmp_path / "w.duckdb")}}}}
+    (project / "profiles.yml").write_text(yaml.safe_dump(profile), encoding="utf-8")
+    (project / "models" / "one.sql").write_text("select 1 as id", encoding="utf-8")
+    (project / "logs").mkdir()
+    (project / "logs" / "dbt.log").symlink_to("/dev/full")
+
+    arguments = ["--project-dir", str(project), "--profiles-dir", str(project), "--log-level-file", "debug"]
+    parse = invoke_dbt(["parse", *arguments], command="dbt parse", project_dir=project)
+    assert parse.manifest is not None, parse.describe_failure()
+    run = invoke_dbt(
+        ["run", "--no-write-json", *arguments], command="dbt run", project_dir=project, results_to=project / "target"
+    )
+    write_manifest(parse.manifest, project / "target")  # both log the file they write, as the pipeline's run does
+
+    assert run.success, run.describe_failure()
+    assert (project / "target" / "run_results.json").is_file()
+    errors = capfd.readouterr().err
+    assert "Logging error" not in errors, errors[:3000]
+    assert logging.raiseExceptions, "Python's logging reports its handlers' errors again after the command"
