@@ -23,6 +23,7 @@ import yaml
 
 from dbt_pipeline.adapters import adapter_class
 from dbt_pipeline.errors import DiskFullError
+from dbt_pipeline.files import write_atomically
 
 __all__ = [
     "exported",
@@ -56,22 +57,11 @@ def write_private_file(path: Path, text: str) -> None:
     to do (a profiles.yml of the setup, a run's private profile in the temp folder).
     """
     try:
-        _write_atomically(path, text)
+        write_atomically(path, text)
     except OSError as error:
         if error.errno not in DiskFullError.DISK_FULL:
             raise
         raise DiskFullError.writing(path, error) from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager

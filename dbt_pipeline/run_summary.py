@@ -17,6 +17,7 @@ from typing import Any
 from dbt_common.exceptions.base import env_secrets, scrub_secrets
 
 from dbt_pipeline.dbt_invocation import DbtCommandResult
+from dbt_pipeline.files import write_atomically
 from dbt_pipeline.node_status import NodeOutcome, outcome_of
 
 SUMMARY_FILE = "summary.json"
@@ -91,23 +92,24 @@ class RunSummary:
     def write(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / SUMMARY_FILE
-        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+        write_atomically(path, json.dumps(asdict(self), indent=1))
         return path
 
     @classmethod
     def read(cls, directory: Path) -> RunSummary | None:
-        """The summary a run saved in `directory`, or None if it saved none (it crashed before)."""
-        path = directory / SUMMARY_FILE
-        if not path.is_file():
+        """The summary a run saved in `directory`, or None if it saved none (it crashed before) or none that can
+        be read (one written by another version of the pipeline): the alert then goes out without it."""
+        try:
+            document: dict[str, Any] = json.loads((directory / SUMMARY_FILE).read_text(encoding="utf-8"))
+            return cls(
+                **{
+                    **document,
+                    "failed": tuple(FailedNode(**node) for node in document["failed"]),
+                    "steps": tuple(StepOutcome(**step) for step in document["steps"]),
+                }
+            )
+        except (OSError, ValueError, TypeError, KeyError):
             return None
-        document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            **{
-                **document,
-                "failed": tuple(FailedNode(**node) for node in document["failed"]),
-                "steps": tuple(StepOutcome(**step) for step in document["steps"]),
-            }
-        )
 
 
 def excerpt(text: str | None, secrets: Iterable[str] = ()) -> str:

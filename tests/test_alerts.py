@@ -12,7 +12,11 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from dbt_pipeline.run_summary import SUMMARY_FILE
+from prefect_flows.alerts import send_alert
+from prefect_flows.pipeline import dbt_full_pipeline
 from prefect_flows.run_record import LAST_RUN_FILE
+from prefect_flows.run_report import run_directory
 from tests.conftest import Workspace, duckdb_environments
 from tests.loopback import WebhookReceiver, serving
 from tests.prefect_api import prefect_logs, read_flow_run
@@ -172,3 +176,34 @@ def test_success_summary_when_asked(
     alerting_environment(workspace, dbt_project)
     assert workspace.pipeline("--select", "raw_stores").returncode == 0
     assert len(received) == 1
+
+
+def test_an_alert_goes_out_when_the_run_summary_cannot_be_read(
+    workspace: Workspace,
+    dbt_project: Path,
+    prefect_api: str,
+    receiver: tuple[str, list[dict[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run's summary.json cut short (a disk that filled as it was written, before the summary was written in one
+    replace) or written by another version of the pipeline: the failure alert still goes out, with the run's error
+    and link, only without the node counts. (Before: the hook's reading failed, and no alert went out at all.)"""
+    url, received = receiver
+    alerting_environment(workspace, dbt_project)
+    workspace.env["SLACK_WEBHOOK_URL"] = url
+    workspace.setup("--blocks-only")
+    monkeypatch.setenv("PIPELINE_ENVIRONMENTS_FILE", str(workspace.environments_file))
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        with get_client(sync_client=True) as client:
+            flow_run = client.create_flow_run(dbt_full_pipeline, parameters={"target": "dev"})
+        directory = run_directory(dbt_project.resolve(), "dev", flow_run.name)
+        directory.mkdir(parents=True)
+        (directory / SUMMARY_FILE).write_text('{"target": "dev", "passed": 12, "fail', encoding="utf-8")
+        send_alert(dbt_full_pipeline, flow_run, outcome="FAILED", error="the run's own error")
+
+    assert len(received) == 1, "no alert went out"
+    text = str(received[0]["text"])
+    assert "pipeline FAILED on target `dev`" in text
+    assert "the run's own error" in text
+    assert f"/runs/flow-run/{flow_run.id}" in text
+    assert "Nodes:" not in text
